@@ -1,0 +1,421 @@
+"""The ``invguard`` command line.
+
+Exit codes: 0 success, 1 a finding/check failed (used by later gates), 2 bad input or usage.
+Errors that the user can fix are one line on stderr; heavy modules load only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from invguard import __version__
+from invguard.errors import InvalidParameterError, InvGuardError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _progress(desc: str, enabled: bool) -> Callable[[int, int], None] | None:
+    """A tqdm-backed ``progress(done, total)`` callback on stderr, or None when disabled."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    bar: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, desc=desc, unit="it", leave=False, file=sys.stderr))
+        b = bar[0]
+        b.update(done - b.n)
+        if done >= total:
+            b.close()
+
+    return update
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT such as 46x56, got {text!r}"
+        ) from None
+    if w < 4 or h < 4:
+        raise argparse.ArgumentTypeError(f"image size must be at least 4x4, got {text!r}")
+    return (w, h)
+
+
+def _parse_classes(text: str) -> list[int]:
+    """'0,3,7' or '0-9' or a mix: '0-4,10'."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                out.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected class indices like '0,3,7' or '0-9', got {text!r}"
+        ) from None
+    if not out:
+        raise argparse.ArgumentTypeError("expected at least one class index")
+    return out
+
+
+def _load_dataset(name: str, size: tuple[int, int] | None) -> Any:
+    from invguard.data import load_att_faces, load_builtin
+
+    if size is not None:
+        if not name.startswith("att-faces"):
+            raise InvalidParameterError(
+                f"--image-size applies to the AT&T faces only, not to dataset {name!r}"
+            )
+        return load_att_faces(size)
+    return load_builtin(name)
+
+
+def _cache(args: argparse.Namespace) -> Any:
+    from invguard.models import ModelCache, default_cache_dir
+
+    return ModelCache(args.cache_dir or default_cache_dir())
+
+
+def _miface_from_args(args: argparse.Namespace) -> Any:
+    from invguard.attacks import MIFace
+
+    overrides: dict[str, Any] = {}
+    for field in (
+        "max_iterations",
+        "step_size",
+        "optimizer",
+        "loss",
+        "confidence_threshold",
+        "patience",
+        "tv_weight",
+        "l2_weight",
+        "denoise_every",
+        "start",
+    ):
+        value = getattr(args, field, None)
+        if value is not None:
+            overrides[field] = value
+    return MIFace(**overrides)
+
+
+def _print_summary(summary: dict[str, Any], paths: dict[str, Path] | None, header: str) -> None:
+    m = summary["metrics"]
+    a = summary["attack"]
+    lines = [
+        header,
+        f"  attack accuracy top-1   {m['top1_accuracy']:.3f}   (chance {m['chance_top1']:.3f})",
+        f"  attack accuracy top-5   {m['top5_accuracy']:.3f}   (chance {m['chance_top5']:.3f})",
+        f"  KNN feature distance    {m['knn_distance']:.2f}",
+        f"  SSIM / PSNR             {m['ssim']:.3f} / {m['psnr']:.2f} dB",
+        f"  target confidence       {m['target_confidence']:.3f}",
+        f"  cost                    {a['queries']} queries, {a['seconds']:.2f} s",
+    ]
+    if paths:
+        lines.append(f"report: {paths['html']}")
+        lines.append(f"json:   {paths['json']}")
+    print("\n".join(lines))
+
+
+def _run_and_report(
+    *,
+    args: argparse.Namespace,
+    dataset: Any,
+    model: Any,
+    target_info: dict[str, Any],
+    attack: Any,
+    classes: list[int] | None,
+    title: str,
+) -> int:
+    from invguard.api import reference_evaluator
+    from invguard.attacks import InversionRequest
+    from invguard.metrics import evaluate_inversion
+    from invguard.report import InversionReport
+    from invguard.targets import TorchTarget
+
+    show = not args.quiet
+    evaluator, ev_info = reference_evaluator(
+        dataset, cache=_cache(args), progress=_progress("training evaluation model", show)
+    )
+    target = TorchTarget(model, input_shape=dataset.image_shape)
+    auxiliary = _load_aux(Path(args.aux), dataset.image_shape) if args.aux else None
+    request = InversionRequest(classes=classes, auxiliary=auxiliary)
+    request.resolve_classes(target.num_classes)  # fail fast on a bad class index
+    result = attack.run(
+        target, request, rng=args.seed, progress=_progress(f"inverting with {attack.name}", show)
+    )
+    report = InversionReport(
+        title=title,
+        dataset=dataset,
+        target=target_info,
+        evaluator=ev_info,
+        result=result,
+        metrics=evaluate_inversion(result, evaluator, dataset),
+    )
+    paths = report.write(args.out)
+    _print_summary(
+        report.to_dict(),
+        paths,
+        f"InvGuard {__version__} - {attack.name} against {target_info['name']} "
+        f"({dataset.name}, {len(result.classes)} classes)",
+    )
+    return EXIT_OK
+
+
+def _load_aux(path: Path, shape: tuple[int, ...]) -> Any:
+    import numpy as np
+
+    if not path.is_file():
+        raise InvalidParameterError(f"--aux file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            key = "x" if "x" in npz.files else npz.files[0]
+            arr = np.asarray(npz[key], dtype=np.float32)
+    except (OSError, ValueError, IndexError) as exc:
+        raise InvalidParameterError(
+            f"--aux {path} is not a readable .npz of images: {exc}"
+        ) from exc
+    if arr.ndim == len(shape) and tuple(arr.shape[1:]) == tuple(shape[1:]):
+        arr = arr[:, None]
+    if tuple(arr.shape[1:]) != tuple(shape):
+        raise InvalidParameterError(
+            f"--aux images must have shape (m, {', '.join(map(str, shape))}), got {arr.shape}"
+        )
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Train (or load) the reference models on the AT&T faces and invert every identity."""
+    from invguard.data import load_att_faces
+    from invguard.models import train_target
+
+    started = time.perf_counter()
+    dataset = load_att_faces()
+    trained = train_target(
+        dataset,
+        args.target,
+        seed=args.seed,
+        cache=_cache(args),
+        progress=_progress(f"training target '{args.target}'", not args.quiet),
+    )
+    target_info = {
+        "name": args.target,
+        "source": "InvGuard reference model"
+        + (" (from cache)" if trained.from_cache else " (trained now)"),
+        "test_accuracy": trained.test_accuracy,
+        "train_accuracy": trained.train_accuracy,
+        "seed": args.seed,
+    }
+    code = _run_and_report(
+        args=args,
+        dataset=dataset,
+        model=trained.model,
+        target_info=target_info,
+        attack=_miface_from_args(args),
+        classes=None,
+        title=f"InvGuard demo: MI-FACE against the {args.target} face classifier",
+    )
+    if not args.quiet:
+        print(f"done in {time.perf_counter() - started:.1f} s")
+    return code
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    """Invert a user's saved PyTorch model of a reference architecture."""
+    from invguard.models import build_model, load_state_dict_file
+    from invguard.models.architectures import describe_mismatch
+
+    dataset = _load_dataset(args.dataset, args.image_size)
+    state = load_state_dict_file(args.model)
+    model = build_model(args.arch, dataset.image_shape, dataset.num_classes)
+    problem = describe_mismatch(model, state)
+    if problem:
+        c, h, w = dataset.image_shape
+        raise InvGuardError(
+            f"model file {args.model} does not fit architecture '{args.arch}' for {c}x{h}x{w} "
+            f"inputs ({w}x{h} images) and {dataset.num_classes} classes: {problem}"
+        )
+    model.load_state_dict(state)
+    model.eval()
+    target_info = {
+        "name": args.arch,
+        "source": str(args.model),
+        "test_accuracy": _test_accuracy(model, dataset),
+    }
+    return _run_and_report(
+        args=args,
+        dataset=dataset,
+        model=model,
+        target_info=target_info,
+        attack=_miface_from_args(args),
+        classes=args.classes,
+        title=f"InvGuard: {args.attack} against {Path(args.model).name}",
+    )
+
+
+def _test_accuracy(model: Any, dataset: Any) -> float:
+    from invguard.models.training import accuracy
+
+    return accuracy(model, dataset.x_test, dataset.y_test)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a reference target model and save its weights (safetensors) for ``invguard attack``."""
+    from safetensors.torch import save_file
+
+    from invguard.models import train_target
+    from invguard.report.io import write_atomic
+
+    dataset = _load_dataset(args.dataset, args.image_size)
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise InvalidParameterError(f"--out must end in .safetensors, got {out.name!r}")
+    trained = train_target(
+        dataset,
+        args.arch,
+        seed=args.seed,
+        cache=_cache(args),
+        progress=_progress(f"training '{args.arch}'", not args.quiet),
+    )
+    tmp = out.with_name(f".{out.name}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.contiguous() for k, v in trained.model.state_dict().items()},
+        str(tmp),
+        metadata={"arch": args.arch, "dataset": dataset.name},
+    )
+    write_atomic(out, tmp.read_bytes())
+    tmp.unlink()
+    acc = trained.test_accuracy if trained.test_accuracy is not None else float("nan")
+    print(f"saved {args.arch} trained on {dataset.name} to {out} (test accuracy {acc:.3f})")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="model cache folder (default $INVGUARD_CACHE_DIR or ~/.cache/invguard)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _add_miface(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("MI-FACE settings (defaults: the measured best, see README)")
+    g.add_argument("--max-iterations", type=int, help="alpha: iteration cap per identity")
+    g.add_argument("--step-size", type=float, help="lambda: step size")
+    g.add_argument("--optimizer", choices=("adam", "sgd"))
+    g.add_argument("--loss", choices=("probability", "log_probability", "logit"))
+    g.add_argument("--confidence-threshold", type=float, help="gamma: stop at this confidence")
+    g.add_argument("--patience", type=int, help="beta: stop after this many steps without gain")
+    g.add_argument("--tv-weight", type=float, help="total-variation prior weight")
+    g.add_argument("--l2-weight", type=float, help="L2 prior weight (distance from start)")
+    g.add_argument("--denoise-every", type=int, help="apply the denoise step every N steps")
+    g.add_argument("--start", choices=("grey", "mean", "random"), help="start point")
+    g.add_argument("--aux", help=".npz of auxiliary (public) images for --start mean")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="invguard",
+        description="Measure how much of its training data a model leaks through model inversion.",
+    )
+    parser.add_argument("--version", action="version", version=f"invguard {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("demo", help="invert all 40 identities of a face classifier, write a report")
+    p.add_argument("--target", choices=("softmax", "mlp", "cnn"), default="mlp")
+    p.add_argument(
+        "--out", default="invguard-report", help="report folder (default invguard-report)"
+    )
+    _add_common(p)
+    _add_miface(p)
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("attack", help="invert your own saved PyTorch model")
+    p.add_argument("--model", required=True, help="weights: .safetensors or a torch state dict")
+    p.add_argument("--arch", required=True, choices=("softmax", "mlp", "cnn"))
+    p.add_argument("--attack", choices=("miface",), default="miface")
+    p.add_argument(
+        "--dataset",
+        choices=("att-faces", "att-faces-full", "digits"),
+        default="att-faces",
+        help="the private data the model was trained on (default att-faces, 46x56)",
+    )
+    p.add_argument("--image-size", type=_parse_size, help="AT&T faces size WxH, e.g. 92x112")
+    p.add_argument("--classes", type=_parse_classes, help="classes to invert, e.g. 0-9 or 1,5,7")
+    p.add_argument("--out", default="invguard-report", help="report folder")
+    _add_common(p)
+    _add_miface(p)
+    p.set_defaults(handler=cmd_attack)
+
+    p = sub.add_parser("train", help="train a reference target model and save it")
+    p.add_argument("--arch", required=True, choices=("softmax", "mlp", "cnn"))
+    p.add_argument(
+        "--dataset", choices=("att-faces", "att-faces-full", "digits"), default="att-faces"
+    )
+    p.add_argument("--image-size", type=_parse_size, help="AT&T faces size WxH, e.g. 92x112")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    _add_common(p)
+    p.set_defaults(handler=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except InvGuardError as exc:
+        print(f"invguard: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("invguard: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Reference architectures, deterministic training, and the safe on-disk model cache."""
+
+from invguard.models.architectures import (
+    ARCHITECTURES,
+    TARGET_ARCHITECTURES,
+    FeatureClassifier,
+    build_model,
+    init_parameters,
+)
+from invguard.models.cache import ModelCache, default_cache_dir, load_state_dict_file
+from invguard.models.training import AugmentConfig, TrainConfig, TrainedModel, train_classifier
+from invguard.models.zoo import (
+    EVALUATION_ARCH,
+    EVALUATION_RECIPE,
+    TARGET_RECIPES,
+    train_evaluation_model,
+    train_target,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "EVALUATION_ARCH",
+    "EVALUATION_RECIPE",
+    "TARGET_ARCHITECTURES",
+    "TARGET_RECIPES",
+    "AugmentConfig",
+    "FeatureClassifier",
+    "ModelCache",
+    "TrainConfig",
+    "TrainedModel",
+    "build_model",
+    "default_cache_dir",
+    "init_parameters",
+    "load_state_dict_file",
+    "train_classifier",
+    "train_evaluation_model",
+    "train_target",
+]

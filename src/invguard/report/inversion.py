@@ -1,0 +1,121 @@
+"""The report of one inversion run: HTML (self-contained, images inline), JSON, and a gallery PNG."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from invguard import __version__
+from invguard.attacks.base import AttackResult
+from invguard.data.base import ImageDataset
+from invguard.metrics.evaluate import InversionMetrics
+from invguard.report.images import data_uri, gallery_grid, png_bytes
+from invguard.report.io import write_atomic
+
+REPORT_HTML = "report.html"
+REPORT_JSON = "report.json"
+GALLERY_PNG = "gallery.png"
+
+
+@dataclass
+class InversionReport:
+    """Everything a reader needs to judge one inversion run."""
+
+    title: str
+    dataset: ImageDataset
+    target: dict[str, Any]
+    evaluator: dict[str, Any]
+    result: AttackResult
+    metrics: InversionMetrics
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def nearest_private_images(self) -> np.ndarray:
+        return self.dataset.x_train[self.metrics.nearest_private]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's numbers as JSON-ready data (no images)."""
+        names = self.dataset.class_names
+        per_class = self.metrics.per_class()
+        for row in per_class:
+            row["name"] = names[row["class"]]
+            row["eval_predicted_name"] = names[row["eval_predicted"]]
+        return {
+            "schema": "invguard.inversion-report/1",
+            "title": self.title,
+            "created": self.created,
+            "invguard_version": __version__,
+            "environment": {
+                "python": platform.python_version(),
+                "platform": platform.platform(terse=True),
+            },
+            "dataset": {
+                "name": self.dataset.name,
+                "description": self.dataset.description,
+                "num_classes": self.dataset.num_classes,
+                "image_shape": list(self.dataset.image_shape),
+                "train_images": len(self.dataset.y_train),
+                "test_images": len(self.dataset.y_test),
+            },
+            "target": self.target,
+            "evaluator": self.evaluator,
+            "attack": self.result.summary(),
+            "metrics": self.metrics.summary(),
+            "per_class": per_class,
+        }
+
+    def gallery_png(self, *, columns: int = 10, scale: int = 2) -> bytes:
+        grid = gallery_grid(
+            self.result.reconstructions,
+            self.nearest_private_images(),
+            columns=columns,
+            scale=scale,
+        )
+        return png_bytes(grid)
+
+    def to_html(self) -> str:
+        env = jinja2.Environment(
+            loader=jinja2.FunctionLoader(
+                lambda name: files("invguard.report").joinpath("templates", name).read_text("utf-8")
+            ),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        data = self.to_dict()
+        recon_scale = max(1, 112 // max(1, self.dataset.image_shape[1]))
+        nearest = self.nearest_private_images()
+        cards = []
+        for i, row in enumerate(data["per_class"]):
+            cards.append(
+                {
+                    **row,
+                    "recon_uri": data_uri(
+                        png_bytes(self.result.reconstructions[i], scale=recon_scale)
+                    ),
+                    "private_uri": data_uri(png_bytes(nearest[i], scale=recon_scale)),
+                }
+            )
+        return env.get_template("inversion.html").render(
+            report=data,
+            cards=cards,
+            config_json=json.dumps(data["attack"]["config"], indent=2, sort_keys=True),
+        )
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``report.html``, ``report.json`` and ``gallery.png`` into ``out_dir`` atomically."""
+        out = Path(out_dir)
+        html = self.to_html()
+        body = json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        gallery = self.gallery_png()
+        return {
+            "json": write_atomic(out / REPORT_JSON, body + "\n"),
+            "gallery": write_atomic(out / GALLERY_PNG, gallery),
+            "html": write_atomic(out / REPORT_HTML, html),
+        }
