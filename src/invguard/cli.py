@@ -396,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .safetensors file")
     _add_common(p)
     p.set_defaults(handler=cmd_train)
+
+    from invguard.audit.cli import add_audit_parser
+
+    add_audit_parser(sub)
     return parser
 
 
