@@ -20,7 +20,7 @@ from invguard.data.base import ImageDataset
 from invguard.metrics.evaluate import Evaluator, InversionMetrics, evaluate_inversion
 from invguard.models.cache import ModelCache
 from invguard.models.training import ProgressFn as TrainProgressFn
-from invguard.models.zoo import EVALUATION_ARCH, EVALUATION_RECIPE, train_evaluation_model
+from invguard.models.zoo import EVALUATION_ARCH, train_evaluation_model
 from invguard.report.inversion import InversionReport
 from invguard.targets.base import Target
 from invguard.targets.pytorch import TorchTarget
@@ -64,13 +64,13 @@ def reference_evaluator(
 ) -> tuple[Evaluator, dict[str, Any]]:
     """The independent evaluation model for ``dataset`` (trained once, then cached) and its record."""
     trained = train_evaluation_model(dataset, seed=seed, cache=cache, progress=progress)
-    aug = EVALUATION_RECIPE.augment
+    aug = trained.config.augment
     info = {
         "name": EVALUATION_ARCH,
         "description": (
             "residual CNN (batch norm, global average pooling), a different architecture from "
             f"every target, trained on all {len(dataset.y_train) + len(dataset.y_test)} images of "
-            f"the private classes for {EVALUATION_RECIPE.epochs} epochs with light augmentation"
+            f"the private classes for {trained.config.epochs} epochs with light augmentation"
             + (
                 f" (affine jitter, flips, brightness/contrast, noise, blend <= {aug.blend})"
                 if aug

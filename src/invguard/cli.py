@@ -45,7 +45,9 @@ def _progress(desc: str, enabled: bool) -> Callable[[int, int], None] | None:
 
     def update(done: int, total: int) -> None:
         if not bar:
-            bar.append(tqdm(total=total, desc=desc, unit="it", leave=False, file=sys.stderr))
+            bar.append(
+                tqdm(total=total, desc=desc, unit="it", leave=False, file=sys.stderr, disable=None)
+            )
         b = bar[0]
         b.update(done - b.n)
         if done >= total:

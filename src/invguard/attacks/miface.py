@@ -157,11 +157,33 @@ class MIFace:
         return start, start
 
 
+TV_EPS = 1e-6
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Smoothed isotropic total variation per sample, averaged over pixels; shape ``(n,)``."""
-    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
-    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
-    return torch.sqrt(dx * dx + dy * dy + 1e-6).flatten(1).mean(1)
+    return total_variation_and_grad(x)[0]
+
+
+def total_variation_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`total_variation` and its gradient, in closed form (no autograd graph).
+
+    ``TV(x) = mean_ij sqrt(dx_ij^2 + dy_ij^2 + eps)`` with forward differences
+    ``dx_ij = x[i, j+1] - x[i, j]`` and ``dy_ij = x[i+1, j] - x[i, j]``.
+    """
+    base = x[..., :-1, :-1]
+    dx = x[..., :-1, 1:] - base
+    dy = x[..., 1:, :-1] - base
+    t = torch.sqrt(dx * dx + dy * dy + TV_EPS)
+    count = t.shape[-1] * t.shape[-2] * (t.shape[-3] if t.ndim == 4 else 1)
+    value = t.flatten(1).sum(1) / count
+    gx = dx / (t * count)
+    gy = dy / (t * count)
+    grad = torch.zeros_like(x)
+    grad[..., :-1, 1:] += gx
+    grad[..., 1:, :-1] += gy
+    grad[..., :-1, :-1] -= gx + gy
+    return value, grad
 
 
 def _gaussian_kernel(sigma: float, channels: int, device: torch.device) -> torch.Tensor:
@@ -236,16 +258,16 @@ def _descend(
             cost = -logp
         else:
             cost = -logits.gather(1, cls.view(-1, 1)).squeeze(1)
-        grad = -grad_q
+        grad = grad_q.neg_()
         if use_prior:
-            with torch.enable_grad():
-                xp = x.detach().requires_grad_(True)
-                prior = cfg.l2_weight * (xp - anchor).flatten(1).pow(2).mean(1)
-                if cfg.tv_weight > 0 and spatial:
-                    prior = prior + cfg.tv_weight * total_variation(xp)
-                (g_prior,) = torch.autograd.grad(prior.sum(), xp)
-            cost = cost + prior.detach()
-            grad = grad + g_prior
+            if cfg.l2_weight > 0:
+                diff = x - anchor
+                cost = cost + cfg.l2_weight * diff.flatten(1).pow(2).mean(1)
+                grad.add_(diff, alpha=2.0 * cfg.l2_weight / diff[0].numel())
+            if cfg.tv_weight > 0 and spatial:
+                tv, g_tv = total_variation_and_grad(x)
+                cost = cost + cfg.tv_weight * tv
+                grad.add_(g_tv, alpha=cfg.tv_weight)
 
         # Keep the best iterate (the paper returns argmin_i c(x_i)).
         improved = cost < best_cost - cfg.min_improvement
@@ -289,12 +311,12 @@ def _descend(
             m.mul_(beta1).add_(grad, alpha=1 - beta1)
             v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             step = cfg.step_size * math.sqrt(1 - beta2**it) / (1 - beta1**it)
-            x = x - step * m / (v.sqrt() + eps)
+            x = torch.addcdiv(x, m, v.sqrt().add_(eps), value=-step)
         else:
-            x = x - cfg.step_size * grad
+            x = x.add(grad, alpha=-cfg.step_size)
         if kernel is not None and it % cfg.denoise_every == 0:
             x = denoise(x, kernel, cfg.sharpen)
-        x = x.clamp(lo, hi)
+        x.clamp_(lo, hi)
         if progress is not None and it % 10 == 0:
             progress(it, cfg.max_iterations)
     return out_x, out_conf, out_iter, reasons

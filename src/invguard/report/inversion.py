@@ -64,7 +64,7 @@ class InversionReport:
                 "train_images": len(self.dataset.y_train),
                 "test_images": len(self.dataset.y_test),
             },
-            "target": self.target,
+            "target": {"name": "target", "source": "", "test_accuracy": None, **self.target},
             "evaluator": self.evaluator,
             "attack": self.result.summary(),
             "metrics": self.metrics.summary(),
