@@ -1,0 +1,30 @@
+"""Errors of the audit log. All are :class:`~invguard.errors.InvGuardError`, so the CLI prints
+them as one line and exits 2, unless a command turns them into a verification failure (exit 1)."""
+
+from __future__ import annotations
+
+from invguard.errors import InvGuardError
+
+
+class AuditError(InvGuardError):
+    """The audit log, a key file or a checkpoint cannot be used as asked (bad input, usage)."""
+
+
+class KeyFileError(AuditError):
+    """A key file is missing, unreadable, of the wrong kind, or malformed."""
+
+
+class CheckpointFormatError(AuditError):
+    """A checkpoint is not a well-formed C2SP signed note / tlog-checkpoint."""
+
+
+class CheckpointVerificationError(AuditError):
+    """A well-formed checkpoint does not verify: base class of the two cases below."""
+
+
+class UnknownKeyError(CheckpointVerificationError):
+    """The checkpoint carries no signature from the trusted key (C2SP signed-note: unknown key)."""
+
+
+class BadSignatureError(CheckpointVerificationError):
+    """A signature from the trusted key (same name and key ID) fails to verify."""

@@ -1,0 +1,140 @@
+"""Shared helpers of the audit log tests: building logs, raw SQL tampering, file fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from invguard.audit.log import _SCHEMA, AuditLog, Record, canonical_entry_bytes
+from invguard.audit.merkle import leaf_hash
+
+T0 = datetime(2025, 1, 31, 12, 0, 0, tzinfo=UTC)
+
+
+def fake_clock(
+    start: datetime = T0, step: timedelta = timedelta(seconds=1)
+) -> Callable[[], datetime]:
+    """A clock that advances ``step`` per call, for reproducible timestamps."""
+    ticks: Iterator[int] = iter(range(1 << 40))
+    return lambda: start + next(ticks) * step
+
+
+def record(i: int) -> Record:
+    action = ("assessment.finished", "finding.recorded", "defence.applied")[i % 3]
+    return (f"user-{i % 2}", action, f"model-{i}", {"n": i, "score": i / 8, "note": "ok"})
+
+
+def build_log(path: Path, n: int, *, clock: Callable[[], datetime] | None = None) -> Path:
+    """A closed log of ``n`` entries made with :func:`record` (entry seq i+1 is record(i))."""
+    with AuditLog(path, clock=clock or fake_clock()) as log:
+        for i in range(n):
+            log.append(*record(i))
+    return path
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def side_files(path: Path) -> list[str]:
+    """The -wal / -shm / -journal files next to a database."""
+    return sorted(p.name for p in path.parent.glob(path.name + "-*"))
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection, as an administrator with the file would use."""
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def tamper(path: Path, *statements: str, params: tuple[object, ...] = ()) -> None:
+    """Drop the append-only triggers, run ``statements``, then put the triggers back."""
+    conn = raw(path)
+    try:
+        for trigger in ("entries_no_update", "entries_no_delete", "entries_extend_chain"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+        for statement in statements:
+            conn.execute(statement, params if "?" in statement else ())
+        for statement in _SCHEMA:
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+
+def forge_entry_bytes(
+    seq: int, ts: str, actor: str, action: str, subject: str, payload: str, prev: bytes
+) -> tuple[object, ...]:
+    """A row whose leaf hash is right for its contents (whatever its prev hash)."""
+    lh = leaf_hash(canonical_entry_bytes(seq, ts, actor, action, subject, payload, prev))
+    return (seq, ts, actor, action, subject, payload, prev, lh)
+
+
+def rewrite_consistently(path: Path, seq: int, payload: str) -> None:
+    """The strongest attack on the file alone: change entry ``seq`` and recompute every leaf
+    hash and link after it, so that the chain is intact again (only a checkpoint catches it)."""
+    conn = raw(path)
+    try:
+        for trigger in ("entries_no_update", "entries_no_delete", "entries_extend_chain"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+        rows = conn.execute(
+            "SELECT seq, timestamp, actor, action, subject, payload, prev_hash FROM entries "
+            "ORDER BY seq"
+        ).fetchall()
+        prev = bytes(32)
+        conn.execute("BEGIN")
+        for s, ts, actor, action, subject, text, _ in rows:
+            text = payload if s == seq else text
+            row = forge_entry_bytes(s, ts, actor, action, subject, text, prev)
+            conn.execute(
+                "UPDATE entries SET payload = ?, prev_hash = ?, leaf_hash = ? WHERE seq = ?",
+                (text, row[6], row[7], s),
+            )
+            prev = row[7]  # type: ignore[assignment]
+        conn.execute("COMMIT")
+        for statement in _SCHEMA:
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+
+# Tamper scenarios on a 30-entry log: (name, function, expected seq, expected message part).
+def _payload_byte(path: Path) -> None:
+    tamper(
+        path, "UPDATE entries SET payload = replace(payload, '\"n\":16', '\"n\":17') WHERE seq = 17"
+    )
+
+
+def _delete(path: Path) -> None:
+    tamper(path, "DELETE FROM entries WHERE seq = 18")
+
+
+def _swap(path: Path) -> None:
+    tamper(
+        path,
+        "UPDATE entries SET seq = 1000 WHERE seq = 5",
+        "UPDATE entries SET seq = 5 WHERE seq = 6",
+        "UPDATE entries SET seq = 6 WHERE seq = 1000",
+    )
+
+
+def _forged_append(path: Path) -> None:
+    row = forge_entry_bytes(
+        31,
+        "2025-01-31T13:00:00.000000Z",
+        "mallory",
+        "defence.applied",
+        "model-x",
+        "{}",
+        b"\x42" * 32,
+    )
+    tamper(path, "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?)", params=row)
+
+
+SCENARIOS: list[tuple[str, Callable[[Path], None], int, str]] = [
+    ("payload-byte", _payload_byte, 17, "entry 17: stored leaf hash does not match its contents"),
+    ("delete", _delete, 19, "entry 19: previous-hash link broken (entry missing or reordered"),
+    ("swap", _swap, 5, "entry 5: stored leaf hash does not match its contents"),
+    ("forged-prev-hash", _forged_append, 31, "entry 31: previous-hash link broken"),
+]
