@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c constraints.txt "$(TORCH)" -e ".[dev]"
+		-c constraints.txt "$(TORCH)" -e ".[all,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -126,3 +126,18 @@ class _LabelOnly:
 def test_requires_gradients() -> None:
     with pytest.raises(TargetError, match="needs gradients"):
         MIFace().run(_LabelOnly(), InversionRequest(), rng=0)
+
+
+def test_budgets_end_the_attack_with_the_best_so_far(target: TorchTarget) -> None:
+    limited = TorchTarget(target.model, input_shape=(1, 8, 8), query_budget=205)
+    result = MIFace().run(limited, InversionRequest(), rng=0)
+    assert set(result.stop_reasons) == {"query_budget"}
+    assert result.queries <= 205
+    assert limited.queries <= 205
+    assert (result.iterations == 20).all()
+    assert (result.target_confidence > 0.1).all()
+    timed = MIFace(max_iterations=10**6, patience=10**6).run(
+        target, InversionRequest(max_seconds=0.3), rng=0
+    )
+    assert set(timed.stop_reasons) == {"time_budget"}
+    assert timed.seconds < 1.5

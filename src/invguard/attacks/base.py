@@ -28,10 +28,23 @@ class InversionRequest:
     ``classes``: the classes (identities) to invert, all of them when None.
     ``auxiliary``: images the attacker holds that are *not* the private training data (e.g. public
     faces), shape ``(m, *input_shape)`` in the target's value range; used for start points and priors.
+    ``max_seconds``: a time budget; an attack that reaches it stops and returns its best so far
+    (stop reason ``"time_budget"``). Query budgets are enforced by the target itself
+    (``query_budget``): an attack that hits one also returns its best so far
+    (stop reason ``"query_budget"``).
     """
 
     classes: Sequence[int] | None = None
     auxiliary: NDArray[np.float32] | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_seconds is not None and not (
+            isinstance(self.max_seconds, int | float) and self.max_seconds > 0
+        ):
+            raise InvalidParameterError(
+                f"The 'max_seconds' parameter must be a float > 0, got {self.max_seconds!r}"
+            )
 
     def resolve_classes(self, num_classes: int) -> NDArray[np.int64]:
         if self.classes is None:

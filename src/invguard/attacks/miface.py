@@ -37,7 +37,13 @@ from invguard.attacks.base import (
     config_dict,
 )
 from invguard.errors import InvalidParameterError, TargetError, check_choice, check_float, check_int
-from invguard.targets.base import Capability, GradientTarget, Target, require
+from invguard.targets.base import (
+    Capability,
+    GradientTarget,
+    QueryBudgetExceededError,
+    Target,
+    require,
+)
 from invguard.targets.pytorch import GRADIENT_QUANTITIES, GradientQuantity
 
 StartKind = Literal["grey", "mean", "random"]
@@ -116,6 +122,7 @@ class MIFace:
             centre.to(device),
             torch.from_numpy(classes).to(device),
             progress,
+            None if request.max_seconds is None else started + request.max_seconds,
         )
         return AttackResult(
             attack=self.name,
@@ -216,8 +223,13 @@ def _descend(
     centre: torch.Tensor,
     classes: torch.Tensor,
     progress: ProgressFn | None,
+    deadline: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-    """Batched descent with per-sample stopping. Returns best images, confidences, iterations."""
+    """Batched descent with per-sample stopping. Returns best images, confidences, iterations.
+
+    A query budget hit (``QueryBudgetExceededError``) or the ``deadline`` (``time.perf_counter``)
+    ends every running sample with its best iterate so far.
+    """
     n = x0.shape[0]
     device = x0.device
     lo, hi = cfg.bounds
@@ -248,8 +260,23 @@ def _descend(
     best_conf = torch.zeros(n, device=device)
     since_best = torch.zeros(n, dtype=torch.long, device=device)
 
+    budget_reason = ""
     for it in range(1, cfg.max_iterations + 1):
-        logits, grad_q = target.class_gradient(x, cls, quantity=cfg.loss)
+        if deadline is not None and time.perf_counter() > deadline:
+            budget_reason = "time_budget"
+        else:
+            try:
+                logits, grad_q = target.class_gradient(x, cls, quantity=cfg.loss)
+            except QueryBudgetExceededError:
+                budget_reason = "query_budget"
+        if budget_reason:
+            orig = idx
+            out_x[orig] = best_x
+            out_conf[orig] = best_conf
+            out_iter[orig] = it - 1
+            for o in orig.tolist():
+                reasons[o] = budget_reason
+            break
         logp = torch.log_softmax(logits, dim=1).gather(1, cls.view(-1, 1)).squeeze(1)
         conf = logp.exp()
         if cfg.loss == "probability":

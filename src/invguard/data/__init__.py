@@ -2,7 +2,12 @@
 
 from invguard.data.base import ImageDataset
 from invguard.data.digits import load_digits_dataset
-from invguard.data.faces import DEFAULT_FACE_SIZE, load_att_faces, orl_faces_root
+from invguard.data.faces import (
+    DEFAULT_FACE_SIZE,
+    load_att_faces,
+    load_att_faces_with_auxiliary,
+    orl_faces_root,
+)
 
 BUILTIN_DATASETS = ("att-faces", "att-faces-full", "digits")
 
@@ -27,6 +32,7 @@ __all__ = [
     "DEFAULT_FACE_SIZE",
     "ImageDataset",
     "load_att_faces",
+    "load_att_faces_with_auxiliary",
     "load_builtin",
     "load_digits_dataset",
     "orl_faces_root",

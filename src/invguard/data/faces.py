@@ -93,3 +93,38 @@ def load_att_faces(
             "images 1-7 of each identity train, 8-10 test"
         ),
     )
+
+
+def load_att_faces_with_auxiliary(
+    size: tuple[int, int] = DEFAULT_FACE_SIZE,
+    *,
+    private_identities: int = 30,
+    root: str | Path | None = None,
+) -> tuple[ImageDataset, np.ndarray]:
+    """The faces split by identity into private data and the attacker's public auxiliary images.
+
+    Identities ``s1 .. s{private_identities}`` form the private :class:`ImageDataset` (images 1-7
+    train, 8-10 test, classes ``0 .. private_identities - 1``). All ten images of each remaining
+    identity are returned, without labels, as auxiliary data: faces of other people taken under the
+    same conditions, which an attacker may hold (Yang et al. 2019; Zhang et al. 2020).
+    """
+    k = check_int("private_identities", private_identities, minimum=2)
+    if k >= ORL_IDENTITIES:
+        raise DataError(
+            f"The 'private_identities' parameter must be an int < {ORL_IDENTITIES}, got {k}"
+        )
+    full = load_att_faces(size, root=root)
+    aux = np.concatenate([full.x_train[full.y_train >= k], full.x_test[full.y_test >= k]])
+    private = ImageDataset(
+        name=f"{full.name}-private{k}",
+        x_train=full.x_train[full.y_train < k],
+        y_train=full.y_train[full.y_train < k],
+        x_test=full.x_test[full.y_test < k],
+        y_test=full.y_test[full.y_test < k],
+        class_names=full.class_names[:k],
+        description=(
+            f"AT&T faces, identities s1-s{k} private (images 1-7 train, 8-10 test); "
+            f"s{k + 1}-s{ORL_IDENTITIES} are the attacker's auxiliary faces"
+        ),
+    )
+    return private, aux

@@ -1,8 +1,10 @@
 """Targets: adapters that let attacks query a model under assessment."""
 
 from invguard.targets.base import (
+    FULL_PROBABILITIES,
     Capability,
     GradientTarget,
+    OutputSpec,
     QueryBudgetExceededError,
     QueryCounter,
     Target,
@@ -10,14 +12,18 @@ from invguard.targets.base import (
     require,
 )
 from invguard.targets.pytorch import GRADIENT_QUANTITIES, GradientQuantity, TorchTarget
+from invguard.targets.restricted import RestrictedTarget
 
 __all__ = [
+    "FULL_PROBABILITIES",
     "GRADIENT_QUANTITIES",
     "Capability",
     "GradientQuantity",
     "GradientTarget",
+    "OutputSpec",
     "QueryBudgetExceededError",
     "QueryCounter",
+    "RestrictedTarget",
     "Target",
     "TorchTarget",
     "check_batch",

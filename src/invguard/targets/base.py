@@ -8,6 +8,7 @@ and can enforce a hard query budget. Targets wrap the user's model; they never s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -20,10 +21,54 @@ from invguard.errors import InvGuardError, TargetError, check_int
 class Capability(StrEnum):
     """What a target gives an attacker."""
 
-    PROBABILITIES = "probabilities"  # the full probability vector
+    PROBABILITIES = "probabilities"  # the full, exact probability vector
+    SCORES = "scores"  # some scores: full, top-k truncated or rounded
     LOGITS = "logits"  # pre-softmax scores
     LABELS = "labels"  # the predicted label (every target)
     GRADIENTS = "gradients"  # white-box: gradients with respect to the input
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSpec:
+    """What a target's ``predict`` returns.
+
+    ``scores=False``: labels only (``predict`` gives one-hot rows). Otherwise probabilities, of which
+    only the ``top_k`` highest are kept (the rest are 0) when set, rounded to ``decimals`` when set.
+    """
+
+    scores: bool = True
+    top_k: int | None = None
+    decimals: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.top_k is not None:
+            check_int("top_k", self.top_k, minimum=1)
+        if self.decimals is not None:
+            check_int("decimals", self.decimals, minimum=0)
+
+    @property
+    def full(self) -> bool:
+        """Exact, complete probability vectors."""
+        return self.scores and self.top_k is None and self.decimals is None
+
+    def capabilities(self) -> frozenset[Capability]:
+        if not self.scores:
+            return frozenset({Capability.LABELS})
+        caps = {Capability.SCORES, Capability.LABELS}
+        if self.full:
+            caps.add(Capability.PROBABILITIES)
+        return frozenset(caps)
+
+    def describe(self) -> str:
+        if not self.scores:
+            return "labels only"
+        parts = ["full probabilities" if self.top_k is None else f"top-{self.top_k} scores"]
+        if self.decimals is not None:
+            parts.append(f"rounded to {self.decimals} decimals")
+        return ", ".join(parts)
+
+
+FULL_PROBABILITIES = OutputSpec()
 
 
 class QueryBudgetExceededError(InvGuardError):

@@ -10,7 +10,13 @@ from numpy.typing import NDArray
 from torch import nn
 
 from invguard.errors import TargetError, check_choice, check_int
-from invguard.targets.base import Capability, QueryCounter, check_batch
+from invguard.targets.base import (
+    FULL_PROBABILITIES,
+    Capability,
+    OutputSpec,
+    QueryCounter,
+    check_batch,
+)
 
 GradientQuantity = Literal["probability", "log_probability", "logit"]
 GRADIENT_QUANTITIES: tuple[str, ...] = ("probability", "log_probability", "logit")
@@ -30,8 +36,15 @@ class TorchTarget:
     """
 
     capabilities = frozenset(
-        {Capability.PROBABILITIES, Capability.LOGITS, Capability.LABELS, Capability.GRADIENTS}
+        {
+            Capability.PROBABILITIES,
+            Capability.SCORES,
+            Capability.LOGITS,
+            Capability.LABELS,
+            Capability.GRADIENTS,
+        }
     )
+    output: OutputSpec = FULL_PROBABILITIES
 
     def __init__(
         self,
