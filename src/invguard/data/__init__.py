@@ -8,6 +8,7 @@ from invguard.data.faces import (
     load_att_faces_with_auxiliary,
     orl_faces_root,
 )
+from invguard.data.files import load_image_folder, load_npz_dataset
 
 BUILTIN_DATASETS = ("att-faces", "att-faces-full", "digits")
 
@@ -35,5 +36,7 @@ __all__ = [
     "load_att_faces_with_auxiliary",
     "load_builtin",
     "load_digits_dataset",
+    "load_image_folder",
+    "load_npz_dataset",
     "orl_faces_root",
 ]

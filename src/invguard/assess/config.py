@@ -1,0 +1,317 @@
+"""The assessment configuration (``invguard.yaml``), validated with pydantic.
+
+Errors name the file, the field path and what was expected, on one line, e.g.
+``invguard.yaml: systems[0].attacks[0].name: unknown attack 'mifase' (expected one of: miface)``.
+Relative paths in the file are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from invguard.errors import InvGuardError
+
+CONFIG_VERSION = 1
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+FAIL_ON_CHOICES = (*SEVERITIES, "none")
+
+
+class ConfigError(InvGuardError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# targets
+
+
+class ReferenceModel(_Model):
+    """An InvGuard reference model trained on the system's data (for demos and baselines)."""
+
+    arch: Literal["softmax", "mlp", "cnn"]
+    seed: int = Field(0, ge=0)
+
+
+class PytorchTarget(_Model):
+    """A saved PyTorch model: weights (``.safetensors`` or a state dict) of a reference
+    architecture, or an InvGuard reference model when ``reference`` is set."""
+
+    type: Literal["pytorch"] = "pytorch"
+    model: Path | None = None
+    arch: Literal["softmax", "mlp", "cnn"] | None = None
+    reference: ReferenceModel | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PytorchTarget:
+        if (self.model is None) == (self.reference is None):
+            raise ValueError("set exactly one of 'model' (with 'arch') or 'reference'")
+        if self.model is not None and self.arch is None:
+            raise ValueError("'arch' is required with 'model'")
+        return self
+
+
+TargetConfig = Annotated[PytorchTarget, Field(discriminator="type")]
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+class BuiltinData(_Model):
+    """A built-in data set: 'att-faces' (46x56), 'att-faces-full' (92x112) or 'digits'."""
+
+    builtin: Literal["att-faces", "att-faces-full", "digits"]
+
+
+class FolderData(_Model):
+    """The user's own images: one sub-folder per class under ``train`` and ``test`` folders
+    (``folder/train/<class>/*.png``, ``folder/test/<class>/*.png``), read as grey-scale."""
+
+    folder: Path
+    image_size: tuple[int, int] | None = None  # (width, height)
+
+
+class NpzData(_Model):
+    """An ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (images in [0, 1],
+    shape (n, channels, height, width) or (n, height, width)) and optional ``class_names``."""
+
+    npz: Path
+
+
+DataConfig = BuiltinData | FolderData | NpzData
+
+
+# ------------------------------------------------------------------------------------------------
+# attacks
+
+
+class Budget(_Model):
+    """Limits of one attack job: iterations (for iterative attacks), queries and seconds."""
+
+    iterations: int | None = Field(None, ge=1)
+    queries: int | None = Field(None, ge=1)
+    seconds: float | None = Field(None, gt=0)
+
+
+class AttackConfig(_Model):
+    name: str
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
+    budget: Budget = Budget()
+    params: dict[str, Any] = Field(default_factory=dict)
+    classes: list[Annotated[int, Field(ge=0)]] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from invguard.assess.registry import ATTACK_REGISTRY
+
+        if v not in ATTACK_REGISTRY:
+            raise ValueError(
+                f"unknown attack {v!r} (expected one of: {', '.join(sorted(ATTACK_REGISTRY))})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _params_valid(self) -> AttackConfig:
+        from invguard.assess.registry import build_attack
+
+        build_attack(self.name, self.params, self.budget)  # raises ValueError with the reason
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
+# controls, thresholds, systems
+
+
+CONTROL_IDS = ("output_minimisation", "query_limits", "inference_monitoring", "dp_training")
+
+
+class DeclaredControl(_Model):
+    """A control that cannot be measured from outside, declared by a named person."""
+
+    id: Literal["output_minimisation", "query_limits", "inference_monitoring", "dp_training"]
+    status: Literal["present", "missing", "not_applicable"]
+    declared_by: str = Field(min_length=1)
+    note: str = ""
+
+
+class SystemConfig(_Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = ""
+    owner: str = ""
+    target: TargetConfig
+    data: DataConfig
+    attacks: list[AttackConfig] = Field(min_length=1)
+    controls: list[DeclaredControl] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_controls(self) -> SystemConfig:
+        ids = [c.id for c in self.controls]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"control {sorted(dup)[0]!r} is declared twice")
+        return self
+
+
+class AssessmentConfig(_Model):
+    version: Literal[1] = 1
+    name: str = "InvGuard assessment"
+    fail_on: Literal["critical", "high", "medium", "low", "info", "none"] = "high"
+    output_dir: Path = Path("invguard-assessment")
+    history_db: Path = Path("invguard-history.db")
+    audit_db: Path | None = Path("invguard-audit.db")
+    cache_dir: Path | None = None
+    systems: list[SystemConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_systems(self) -> AssessmentConfig:
+        ids = [s.id for s in self.systems]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"system id {sorted(dup)[0]!r} is used twice")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+
+
+class LoadedConfig:
+    """A validated configuration with its file path (relative paths resolve against its folder)."""
+
+    def __init__(self, config: AssessmentConfig, path: Path, raw: dict[str, Any]) -> None:
+        self.config = config
+        self.path = path
+        self.base = path.parent
+        self.raw = raw
+
+    def resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.base / p)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the validated configuration."""
+        blob = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+# pydantic adds the tag of the union member to the location; strip those for readability
+_UNION_TAGS = {
+    "BuiltinData",
+    "FolderData",
+    "NpzData",
+    "pytorch",
+    "function-after[_one_source(), PytorchTarget]",
+}
+
+
+def _friendly(err: Any, raw: Any) -> str:
+    loc = tuple(p for p in err["loc"] if p not in _UNION_TAGS)
+    path = _loc(loc)
+    typ = err["type"]
+    msg = str(err["msg"])
+    if typ == "extra_forbidden":
+        field = str(loc[-1]) if loc else "?"
+        known = _known_fields(raw, loc[:-1])
+        hint = difflib.get_close_matches(field, known, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        if known:
+            suggestion += f"; expected one of: {', '.join(sorted(known))}"
+        return f"{path}: unknown field{suggestion}"
+    if typ == "missing":
+        return f"{path}: required field missing"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    got = err.get("input")
+    if typ in (
+        "int_type",
+        "int_parsing",
+        "float_type",
+        "float_parsing",
+        "string_type",
+        "bool_type",
+    ):
+        return f"{path}: {msg.lower()}, got {got!r}"
+    if typ == "literal_error":
+        return f"{path}: {msg.lower()}, got {got!r}"
+    return f"{path}: {msg}" if path else msg
+
+
+def _known_fields(raw: Any, loc: tuple[int | str, ...]) -> list[str]:
+    """Field names valid at ``loc`` (for 'did you mean' hints), found by walking the schema."""
+    model: Any = AssessmentConfig
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        node = node.get(part) if isinstance(node, dict) else None
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _inner_model(field.annotation, node)
+    fields = getattr(model, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _inner_model(annotation: Any, node: Any) -> Any:
+    import typing
+
+    args = typing.get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    candidates = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    for a in args:
+        candidates += [
+            b for b in typing.get_args(a) if isinstance(b, type) and issubclass(b, BaseModel)
+        ]
+    if len(candidates) > 1 and isinstance(node, dict):
+        keys = set(node)
+        best = max(candidates, key=lambda c: len(keys & set(c.model_fields)))
+        return best
+    return candidates[0] if candidates else None
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read and validate ``path``; raise :class:`ConfigError` with a one-line message."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: configuration file not found (create one with 'invguard init')")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}{where}: YAML syntax error: {problem}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read configuration: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        config = AssessmentConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(f"{p}: {_friendly(first, raw)}{tail}") from exc
+    return LoadedConfig(config, p, raw)

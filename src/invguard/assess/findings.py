@@ -1,0 +1,349 @@
+"""Findings, severity rules and the risk score: pure functions of the measured numbers.
+
+Severity of a measured leak depends on attack accuracy relative to chance, not on guesswork:
+
+* ``chance = 1 / classes``; ``lift = (top1 - chance) / (1 - chance)``: the share of the identities
+  above chance that the attack recovered (0 = chance, 1 = every identity).
+* ``p`` = one-sided binomial test of the hits against chance (H0: the attack guesses).
+* ``info`` when ``p >= 0.01`` (no measurable leak); otherwise ``low`` for lift < 0.25, ``medium``
+  for lift >= 0.25, ``high`` for lift >= 0.5 and ``critical`` for lift >= 0.75.
+
+Risk score of a system, in [0, 1]: ``min(1, L + 0.05 * m)`` where ``L`` is the largest lift of a
+significant leak over all attacks run (the strongest attacker wins) and ``m`` the number of
+recommended controls declared missing (at most 3 count). Levels: critical >= 0.75, high >= 0.5,
+medium >= 0.25, low > 0, none = 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scipy.stats import binomtest
+
+SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+SIGNIFICANCE = 0.01
+LIFT_THRESHOLDS = (("critical", 0.75), ("high", 0.5), ("medium", 0.25))
+CONTROL_PENALTY = 0.05
+MAX_CONTROL_PENALTIES = 3
+
+
+@dataclass(frozen=True)
+class Reference:
+    id: str
+    name: str
+    url: str
+
+
+OWASP_ML03 = Reference(
+    "OWASP ML03:2023",
+    "Model Inversion Attack",
+    "https://owasp.org/www-project-machine-learning-security-top-10/docs/ML03_2023-Model_Inversion_Attack",
+)
+ATLAS_T0024_001 = Reference(
+    "AML.T0024.001", "Invert AI Model", "https://atlas.mitre.org/techniques/AML.T0024.001"
+)
+ATLAS_M0001 = Reference(
+    "AML.M0001", "Limit Model Artifact Release", "https://atlas.mitre.org/mitigations/AML.M0001"
+)
+ATLAS_M0002 = Reference(
+    "AML.M0002", "Passive AI Output Obfuscation", "https://atlas.mitre.org/mitigations/AML.M0002"
+)
+ATLAS_M0004 = Reference(
+    "AML.M0004",
+    "Restrict Number of AI Model Queries",
+    "https://atlas.mitre.org/mitigations/AML.M0004",
+)
+ATLAS_M0024 = Reference(
+    "AML.M0024", "AI Telemetry Logging", "https://atlas.mitre.org/mitigations/AML.M0024"
+)
+MITIGATIONS = (ATLAS_M0002, ATLAS_M0004, ATLAS_M0024)
+
+
+@dataclass(frozen=True)
+class Leakage:
+    """Attack accuracy against chance for one attack on one system."""
+
+    top1: float
+    num_classes: int
+    attacked: int
+    chance: float
+    lift: float
+    p_value: float
+
+    @property
+    def hits(self) -> int:
+        return round(self.top1 * self.attacked)
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < SIGNIFICANCE
+
+
+def measure_leakage(top1: float, num_classes: int, attacked: int) -> Leakage:
+    """:class:`Leakage` of a top-1 attack accuracy over ``attacked`` identities of ``num_classes``."""
+    chance = 1.0 / num_classes
+    hits = round(top1 * attacked)
+    p = float(binomtest(hits, attacked, chance, alternative="greater").pvalue) if attacked else 1.0
+    lift = (top1 - chance) / (1.0 - chance)
+    return Leakage(top1, num_classes, attacked, chance, lift, p)
+
+
+def severity_of(leak: Leakage) -> str:
+    if not leak.significant:
+        return "info"
+    for name, threshold in LIFT_THRESHOLDS:
+        if leak.lift >= threshold:
+            return name
+    return "low"
+
+
+def risk_score(leaks: Sequence[Leakage], missing_controls: int) -> float:
+    measured = max((min(1.0, max(0.0, lk.lift)) for lk in leaks if lk.significant), default=0.0)
+    penalty = CONTROL_PENALTY * min(missing_controls, MAX_CONTROL_PENALTIES)
+    return round(min(1.0, measured + penalty), 4)
+
+
+def risk_level(score: float) -> str:
+    for name, threshold in LIFT_THRESHOLDS:
+        if score >= threshold:
+            return name
+    return "low" if score > 0 else "none"
+
+
+def at_or_above(severity: str, threshold: str) -> bool:
+    """Does a finding of ``severity`` trip a gate at ``threshold`` ('none' never trips)?"""
+    if threshold == "none":
+        return False
+    return SEVERITY_RANK[severity] >= SEVERITY_RANK[threshold]
+
+
+@dataclass
+class Finding:
+    """One finding: what was found, how bad, the evidence, what to do, and references."""
+
+    id: str
+    rule_id: str
+    system: str
+    title: str
+    severity: str
+    kind: str  # "measured", "declared" or "error"
+    summary: str
+    recommendation: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    references: list[Reference] = field(default_factory=list)
+    passed: bool = False  # a declared control that is present: reported, not a problem
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["references"] = [asdict(r) for r in self.references]
+        return d
+
+
+# ------------------------------------------------------------------------------------------------
+# rule catalogue
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    help: str
+
+
+CONTROL_RULES: dict[str, tuple[Rule, Reference | None, str]] = {
+    "output_minimisation": (
+        Rule(
+            "IG-CTL-001",
+            "Output minimisation not in place (declared)",
+            "The prediction API returns more than the application needs (full confidence scores).",
+        ),
+        ATLAS_M0002,
+        "Return only the label, or the top-1 score rounded to 1-2 decimals; measure the effect with "
+        "the black-box attacks.",
+    ),
+    "query_limits": (
+        Rule(
+            "IG-CTL-002",
+            "Per-client query limits not in place (declared)",
+            "Inversion needs thousands of queries; without quotas an attacker gets them for free.",
+        ),
+        ATLAS_M0004,
+        "Rate-limit and cap queries per API key (the InvGuard gateway does this).",
+    ),
+    "inference_monitoring": (
+        Rule(
+            "IG-CTL-003",
+            "Inference monitoring not in place (declared)",
+            "Nobody would notice an inversion query stream.",
+        ),
+        ATLAS_M0024,
+        "Log inference queries and detect inversion streams (the InvGuard gateway's detectors).",
+    ),
+    "dp_training": (
+        Rule(
+            "IG-CTL-004",
+            "Privacy-preserving training not in place (declared)",
+            "The model was trained without a guarantee such as differential privacy.",
+        ),
+        None,
+        "Train with DP-SGD (e.g. Opacus) at a small epsilon, or negative label smoothing, and "
+        "measure the accuracy cost.",
+    ),
+}
+JOB_FAILED_RULE = Rule(
+    "IG-JOB-001",
+    "Attack could not run: the assessment is incomplete",
+    "A job failed, so its leakage was not measured.",
+)
+
+
+def measured_finding(
+    *,
+    system: str,
+    rule_id: str,
+    title: str,
+    attack: str,
+    access: str,
+    outcomes: Sequence[dict[str, Any]],
+    num_classes: int,
+) -> tuple[Finding, Leakage]:
+    """The finding for one attack on one system, from the metrics of its seeds' jobs."""
+    n = len(outcomes)
+    top1 = sum(o["metrics"]["top1_accuracy"] for o in outcomes) / n
+    attacked = len(outcomes[0]["per_class"])
+    leak = measure_leakage(top1, num_classes, attacked)
+    sev = severity_of(leak)
+    mean = {
+        k: sum(float(o["metrics"][k]) for o in outcomes) / n
+        for k in ("top5_accuracy", "knn_distance", "ssim", "psnr", "target_confidence")
+    }
+    queries = sum(int(o["attack_summary"]["queries"]) for o in outcomes)
+    seconds = sum(float(o["attack_summary"]["seconds"]) for o in outcomes)
+    if leak.significant:
+        summary = (
+            f"{attack} ({access}) reconstructed {leak.hits} of {attacked} identities recognisably "
+            f"(top-1 {top1:.3f} vs chance {leak.chance:.3f}; {leak.lift:.0%} of the way from chance "
+            f"to every identity; p = {leak.p_value:.1e})."
+        )
+    else:
+        summary = (
+            f"{attack} ({access}) did not beat chance measurably (top-1 {top1:.3f} vs chance "
+            f"{leak.chance:.3f}, p = {leak.p_value:.2f})."
+        )
+    if access == "white-box":
+        rec = (
+            "Anyone with the weights can reconstruct these people. Treat the weights as personal "
+            "data: do not publish or ship them (AML.M0001), restrict access, and retrain with a "
+            "training-time defence (DP-SGD at a small epsilon, or negative label smoothing), then "
+            "re-run this assessment to confirm the drop and its accuracy cost."
+        )
+        refs = [OWASP_ML03, ATLAS_T0024_001, ATLAS_M0001]
+    else:
+        rec = (
+            "Return less from the prediction API (labels, or rounded top-1 scores: AML.M0002), "
+            "limit queries per client (AML.M0004), and monitor for inversion query streams "
+            "(AML.M0024), then re-run this assessment."
+        )
+        refs = [OWASP_ML03, ATLAS_T0024_001, *MITIGATIONS]
+    if not leak.significant:
+        rec = "No action needed for this attack; keep assessing when the model or data change."
+    finding = Finding(
+        id=f"{rule_id}/{system}/{attack}",
+        rule_id=rule_id,
+        system=system,
+        title=title,
+        severity=sev,
+        kind="measured",
+        summary=summary,
+        recommendation=rec,
+        evidence={
+            "attack": attack,
+            "access": access,
+            "seeds": [o["seed"] for o in outcomes],
+            "top1_accuracy": round(top1, 6),
+            "top1_per_seed": [o["metrics"]["top1_accuracy"] for o in outcomes],
+            "chance": round(leak.chance, 6),
+            "lift": round(leak.lift, 6),
+            "p_value": leak.p_value,
+            "identities_attacked": attacked,
+            "identities_recovered": leak.hits,
+            **{k: round(v, 6) for k, v in mean.items()},
+            "queries": queries,
+            "seconds": round(seconds, 3),
+            "jobs": [o["key"] for o in outcomes],
+        },
+        references=refs,
+    )
+    return finding, leak
+
+
+def control_findings(
+    system: str, controls: Sequence[dict[str, Any]], measured_severity: str
+) -> tuple[list[Finding], int]:
+    """Checklist findings for declared controls, and how many recommended controls are missing.
+
+    A missing control is ``medium`` when a measured leak on the system is medium or worse,
+    ``low`` otherwise; a present control is reported as passed (``info``).
+    """
+    declared = {c["id"]: c for c in controls}
+    findings: list[Finding] = []
+    missing = 0
+    for cid, (rule, ref, advice) in CONTROL_RULES.items():
+        c = declared.get(cid)
+        if c is None or c["status"] == "not_applicable":
+            continue
+        refs = [OWASP_ML03] + ([ref] if ref else [])
+        evidence = {"control": cid, "status": c["status"], "declared_by": c["declared_by"]}
+        if c.get("note"):
+            evidence["note"] = c["note"]
+        if c["status"] == "missing":
+            missing += 1
+            sev = "medium" if SEVERITY_RANK[measured_severity] >= SEVERITY_RANK["medium"] else "low"
+            findings.append(
+                Finding(
+                    id=f"{rule.id}/{system}",
+                    rule_id=rule.id,
+                    system=system,
+                    title=rule.title,
+                    severity=sev,
+                    kind="declared",
+                    summary=f"{rule.help} Declared by {c['declared_by']}; not measured.",
+                    recommendation=advice,
+                    evidence=evidence,
+                    references=refs,
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    id=f"{rule.id}/{system}",
+                    rule_id=rule.id,
+                    system=system,
+                    title=rule.title.replace("not in place", "in place"),
+                    severity="info",
+                    kind="declared",
+                    summary=f"Declared present by {c['declared_by']}; not measured.",
+                    recommendation="Keep it; verify it with a measurement where InvGuard can.",
+                    evidence=evidence,
+                    references=refs,
+                    passed=True,
+                )
+            )
+    return findings, missing
+
+
+def failed_job_finding(system: str, attack: str, seed: int, error: str, key: str) -> Finding:
+    return Finding(
+        id=f"{JOB_FAILED_RULE.id}/{system}/{attack}/{seed}",
+        rule_id=JOB_FAILED_RULE.id,
+        system=system,
+        title=JOB_FAILED_RULE.title,
+        severity="info",
+        kind="error",
+        summary=f"{attack} (seed {seed}) failed: {error}",
+        recommendation="Fix the cause and run the assessment again; finished jobs are reused.",
+        evidence={"attack": attack, "seed": seed, "error": error, "job": key},
+        references=[],
+    )

@@ -1,0 +1,195 @@
+"""The history store: job results as they finish (for resume) and every run's summary (for trends).
+
+A SQLite file. Jobs are content-addressed by their key, so an interrupted assessment started again
+reuses every finished job and runs only the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from invguard.assess.config import ConfigError
+from invguard.assess.jobs import JobOutcome, JobSpec, pack_images
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS jobs (
+        key TEXT PRIMARY KEY,
+        system TEXT NOT NULL,
+        attack TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        record TEXT NOT NULL,
+        recon BLOB,
+        finished_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        config_path TEXT NOT NULL,
+        config_digest TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        summary TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS run_systems (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        system TEXT NOT NULL,
+        risk_score REAL,
+        risk_level TEXT,
+        findings TEXT NOT NULL,
+        PRIMARY KEY (run_id, system)
+    )""",
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    name: str
+    config_path: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    systems: dict[str, dict[str, Any]]  # system -> {"risk_score", "risk_level", "findings"}
+
+
+class HistoryStore:
+    """Job results and run summaries in one SQLite file (WAL; safe for one writer at a time)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            for stmt in _SCHEMA:
+                self._db.execute(stmt)
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"history database {self.path} is not usable: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # jobs ------------------------------------------------------------------------------------
+
+    def finished_job(self, key: str) -> JobOutcome | None:
+        """A previously finished, successful job with this key, or None."""
+        row = self._db.execute(
+            "SELECT record, recon FROM jobs WHERE key = ? AND status = 'ok'", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return JobOutcome.from_record(json.loads(row[0]), row[1])
+
+    def save_job(self, spec: JobSpec, outcome: JobOutcome) -> None:
+        """Store a job's outcome at once (committed), so an interruption loses nothing finished."""
+        recon = (
+            pack_images(outcome.reconstructions) if outcome.reconstructions is not None else None
+        )
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    outcome.key,
+                    outcome.system_id,
+                    outcome.attack,
+                    outcome.seed,
+                    outcome.status,
+                    spec.to_json(),
+                    json.dumps(outcome.record(), sort_keys=True),
+                    recon,
+                    _now(),
+                ),
+            )
+
+    def count_jobs(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'ok'").fetchone()[0])
+
+    # runs ------------------------------------------------------------------------------------
+
+    def start_run(self, name: str, config_path: str, digest: str) -> int:
+        with self._db:
+            cur = self._db.execute(
+                "INSERT INTO runs (name, config_path, config_digest, started_at, status) "
+                "VALUES (?, ?, ?, ?, 'running')",
+                (name, config_path, digest, _now()),
+            )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def finish_run(
+        self, run_id: int, summary: dict[str, Any], systems: dict[str, dict[str, Any]]
+    ) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
+                (
+                    _now(),
+                    summary.get("status", "complete"),
+                    json.dumps(summary, sort_keys=True),
+                    run_id,
+                ),
+            )
+            for system, data in systems.items():
+                self._db.execute(
+                    "INSERT OR REPLACE INTO run_systems VALUES (?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        system,
+                        data.get("risk_score"),
+                        data.get("risk_level"),
+                        json.dumps(data.get("findings", {}), sort_keys=True),
+                    ),
+                )
+
+    def runs(self, *, system: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Finished runs, newest first."""
+        rows = self._db.execute(
+            "SELECT id, name, config_path, started_at, finished_at, status FROM runs "
+            "WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            sys_rows = self._db.execute(
+                "SELECT system, risk_score, risk_level, findings FROM run_systems WHERE run_id = ?",
+                (r[0],),
+            ).fetchall()
+            systems = {
+                s[0]: {"risk_score": s[1], "risk_level": s[2], "findings": json.loads(s[3])}
+                for s in sys_rows
+                if system is None or s[0] == system
+            }
+            if system is not None and not systems:
+                continue
+            out.append(RunRecord(r[0], r[1], r[2], r[3], r[4], r[5], systems))
+        return out
+
+    def previous_risk(self, system: str, before_run: int) -> tuple[int, float] | None:
+        """The latest finished run before ``before_run`` that scored ``system``: (run id, risk)."""
+        row = self._db.execute(
+            "SELECT rs.run_id, rs.risk_score FROM run_systems rs JOIN runs r ON r.id = rs.run_id "
+            "WHERE rs.system = ? AND rs.run_id < ? AND r.finished_at IS NOT NULL "
+            "AND rs.risk_score IS NOT NULL ORDER BY rs.run_id DESC LIMIT 1",
+            (system, before_run),
+        ).fetchone()
+        return None if row is None else (int(row[0]), float(row[1]))

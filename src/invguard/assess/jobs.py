@@ -1,0 +1,179 @@
+"""Assessment jobs: one (system, attack, seed) each, self-contained so any executor can run them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from invguard import __version__
+from invguard.errors import InvGuardError
+
+log = logging.getLogger(__name__)
+
+JOB_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a worker needs to run one job (JSON-ready, so it can travel to Ray workers)."""
+
+    key: str
+    system_id: str
+    system_index: int
+    attack_index: int
+    attack: str
+    seed: int
+    system: dict[str, Any]
+    base_dir: str
+    cache_dir: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class JobOutcome:
+    """What a job produced: metrics and reconstructions, or the reason it failed."""
+
+    key: str
+    system_id: str
+    attack: str
+    seed: int
+    status: str  # "ok" or "failed"
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+    attack_summary: dict[str, Any] = field(default_factory=dict)
+    target_info: dict[str, Any] = field(default_factory=dict)
+    reconstructions: np.ndarray | None = None
+    seconds: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready record without the image arrays."""
+        return {
+            "key": self.key,
+            "system": self.system_id,
+            "attack": self.attack,
+            "seed": self.seed,
+            "status": self.status,
+            "error": self.error,
+            "metrics": self.metrics,
+            "per_class": self.per_class,
+            "attack_summary": self.attack_summary,
+            "target": self.target_info,
+            "seconds": round(self.seconds, 3),
+        }
+
+    @staticmethod
+    def from_record(record: dict[str, Any], recon: bytes | None) -> JobOutcome:
+        return JobOutcome(
+            key=record["key"],
+            system_id=record["system"],
+            attack=record["attack"],
+            seed=int(record["seed"]),
+            status=record["status"],
+            error=record.get("error"),
+            metrics=record.get("metrics") or {},
+            per_class=record.get("per_class") or [],
+            attack_summary=record.get("attack_summary") or {},
+            target_info=record.get("target") or {},
+            reconstructions=unpack_images(recon) if recon else None,
+            seconds=float(record.get("seconds", 0.0)),
+        )
+
+
+def pack_images(x: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=x.astype(np.float16))
+    return buf.getvalue()
+
+
+def unpack_images(blob: bytes) -> np.ndarray:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        out: np.ndarray = npz["x"].astype(np.float32)
+    return out
+
+
+def job_key(
+    *, system_fingerprint: str, data_fingerprint: str, attack: dict[str, Any], seed: int
+) -> str:
+    """Content address of a job: same model, data, attack settings and seed give the same key."""
+    blob = json.dumps(
+        {
+            "format": JOB_FORMAT,
+            "invguard": __version__,
+            "target": system_fingerprint,
+            "data": data_fingerprint,
+            "attack": attack,
+            "seed": seed,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_job(spec: JobSpec) -> JobOutcome:
+    """Run one job; never raises for a job-level problem (the outcome says ``failed`` and why)."""
+    from invguard.api import reference_evaluator
+    from invguard.assess.config import SystemConfig
+    from invguard.assess.registry import build_attack
+    from invguard.assess.systems import build_target, load_data
+    from invguard.attacks import InversionRequest
+    from invguard.metrics import evaluate_inversion
+    from invguard.models import ModelCache
+
+    started = time.perf_counter()
+    outcome = JobOutcome(
+        key=spec.key, system_id=spec.system_id, attack=spec.attack, seed=spec.seed, status="failed"
+    )
+    base = Path(spec.base_dir)
+
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    try:
+        system = SystemConfig.model_validate(spec.system)
+        atk_cfg = system.attacks[spec.attack_index]
+        where = f"systems[{spec.system_index}]"
+        cache = ModelCache(spec.cache_dir)
+        dataset = load_data(system.data, f"{where}.data", resolve)
+        built = build_target(
+            system.target,
+            dataset,
+            cache,
+            f"{where}.target",
+            resolve,
+            query_budget=atk_cfg.budget.queries,
+        )
+        attack = build_attack(atk_cfg.name, atk_cfg.params, atk_cfg.budget)
+        request = InversionRequest(classes=atk_cfg.classes, max_seconds=atk_cfg.budget.seconds)
+        result = attack.run(built.target, request, rng=spec.seed)
+        evaluator, _ = reference_evaluator(dataset, cache=cache)
+        metrics = evaluate_inversion(result, evaluator, dataset)
+        names = dataset.class_names
+        per_class = metrics.per_class()
+        for row in per_class:
+            row["name"] = names[row["class"]]
+            row["eval_predicted_name"] = names[row["eval_predicted"]]
+        outcome.status = "ok"
+        outcome.metrics = metrics.summary()
+        outcome.per_class = per_class
+        outcome.attack_summary = result.summary()
+        outcome.target_info = built.info
+        outcome.reconstructions = result.reconstructions
+    except (InvGuardError, ValueError) as exc:
+        outcome.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # a bug or an environment failure: keep the job's reason, go on
+        log.error("job %s failed:\n%s", spec.key[:12], traceback.format_exc())
+        outcome.error = f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+    outcome.seconds = time.perf_counter() - started
+    return outcome

@@ -1,0 +1,55 @@
+"""The example configuration that ``invguard init`` writes."""
+
+EXAMPLE_CONFIG = """\
+# InvGuard assessment configuration. Run it with:  invguard assess -c invguard.yaml
+# Relative paths are relative to this file. Reference: README, "Assessment".
+version: 1
+name: AT&T faces classifiers
+
+# CI gate: exit 1 when a finding is at or above this severity
+# (critical, high, medium, low, info, none). `invguard assess --fail-on` overrides it.
+fail_on: high
+
+output_dir: invguard-assessment   # assessment.html, assessment.json, assessment.sarif
+history_db: invguard-history.db   # finished jobs (for resume) and every run's risk scores
+audit_db: invguard-audit.db       # tamper-evident audit log (invguard audit verify)
+
+systems:
+  # An undefended MLP face classifier. `reference` makes InvGuard train (and cache) its own
+  # reference model on the data; for your model use:
+  #   target: {type: pytorch, model: models/faces-mlp.safetensors, arch: mlp}
+  - id: faces-mlp
+    name: Face recognition MLP
+    owner: ml-platform@example.com
+    target:
+      type: pytorch
+      reference: {arch: mlp, seed: 0}
+    # Private training data: a built-in set (att-faces, att-faces-full, digits), or
+    #   data: {folder: data/faces}    (folder/train/<class>/*.png, folder/test/<class>/*.png)
+    #   data: {npz: data/faces.npz}   (x_train, y_train, x_test, y_test)
+    data: {builtin: att-faces}
+    attacks:
+      - name: miface              # white-box MI-FACE (Fredrikson et al. 2015)
+        seeds: [0]
+        budget: {iterations: 1000, seconds: 300}
+        params: {}                # e.g. {tv_weight: 0.05, l2_weight: 3.0}
+    # Controls that cannot be measured from outside, declared by a named person.
+    controls:
+      - id: dp_training           # output_minimisation, query_limits, inference_monitoring, dp_training
+        status: missing           # present, missing, not_applicable
+        declared_by: alice@example.com
+        note: trained with plain SGD
+
+  # A softmax-regression model on the same faces.
+  - id: faces-softmax
+    name: Face recognition softmax regression
+    owner: ml-platform@example.com
+    target:
+      type: pytorch
+      reference: {arch: softmax, seed: 0}
+    data: {builtin: att-faces}
+    attacks:
+      - name: miface
+        seeds: [0]
+        budget: {iterations: 1000}
+"""

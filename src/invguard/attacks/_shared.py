@@ -1,0 +1,88 @@
+"""Private helpers shared by the black-box, learned and label-only attacks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from invguard.attacks.base import InversionRequest
+from invguard.errors import InvalidParameterError
+from invguard.targets.base import Target
+
+FloatArray = NDArray[np.float32]
+
+
+def torch_generator(gen: np.random.Generator) -> torch.Generator:
+    """A torch CPU generator seeded from ``gen`` (all randomness flows from the attack's ``rng``)."""
+    return torch.Generator().manual_seed(int(gen.integers(2**63 - 1)))
+
+
+def dct_matrix(n: int, k: int) -> torch.Tensor:
+    """The first ``k`` rows of the orthonormal DCT-II matrix of size ``n`` (shape ``(k, n)``)."""
+    freq = torch.arange(k, dtype=torch.float64)[:, None]
+    pos = torch.arange(n, dtype=torch.float64)[None, :]
+    mat = torch.cos(math.pi * (pos + 0.5) * freq / n) * math.sqrt(2.0 / n)
+    mat[0] /= math.sqrt(2.0)
+    return mat.float()
+
+
+def auxiliary_images(request: InversionRequest, target: Target, attack: str) -> FloatArray:
+    """The request's auxiliary images as float32, checked against the target's input shape."""
+    aux = request.auxiliary
+    if aux is None or len(aux) == 0:
+        raise InvalidParameterError(
+            f"attack '{attack}' needs auxiliary images: pass InversionRequest(auxiliary=...)"
+        )
+    arr = np.asarray(aux, dtype=np.float32)
+    if tuple(arr.shape[1:]) != tuple(target.input_shape):
+        raise InvalidParameterError(
+            f"auxiliary images must have shape (m, {', '.join(map(str, target.input_shape))}), "
+            f"got {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise InvalidParameterError("auxiliary images contain NaN or infinite values")
+    return arr
+
+
+def augment_images(
+    x: torch.Tensor, copies: int, max_shift: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``x`` followed by ``copies - 1`` randomly flipped and shifted copies (edge padding), batched.
+
+    Each copy draws, per image, a horizontal flip (probability 1/2) and an integer shift of up to
+    ``max_shift`` pixels along each spatial axis. Inputs that are not images are repeated unchanged.
+    """
+    if copies <= 1:
+        return x
+    if x.ndim != 4:
+        return x.repeat(copies, *([1] * (x.ndim - 1)))
+    n, _, h, w = x.shape
+    reps = x.repeat(copies - 1, 1, 1, 1)
+    m = reps.shape[0]
+    flip = torch.rand(m, generator=generator) < 0.5
+    reps = torch.where(flip.view(-1, 1, 1, 1), reps.flip(-1), reps)
+    if max_shift > 0:
+        pad = max_shift
+        padded = torch.nn.functional.pad(reps, (pad, pad, pad, pad), mode="replicate")
+        dy = torch.randint(0, 2 * pad + 1, (m,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (m,), generator=generator)
+        rows = (dy.view(-1, 1) + torch.arange(h).view(1, -1)).view(m, 1, h, 1)
+        cols = (dx.view(-1, 1) + torch.arange(w).view(1, -1)).view(m, 1, 1, w)
+        batch = torch.arange(m).view(m, 1, 1, 1)
+        chan = torch.arange(reps.shape[1]).view(1, -1, 1, 1)
+        reps = padded[batch, chan, rows, cols]
+    return torch.cat([x, reps])
+
+
+def predict_batched(target: Target, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    """``target.predict`` on a torch batch (one call unless it is larger than ``batch``)."""
+    outs = [
+        torch.from_numpy(
+            np.asarray(target.predict(x[i : i + batch].numpy()), dtype=np.float32).copy()
+        )
+        for i in range(0, len(x), batch)
+    ]
+    return torch.cat(outs) if outs else torch.zeros(0, target.num_classes)

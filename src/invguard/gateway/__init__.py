@@ -1,0 +1,1 @@
+"""Gateway: serving models behind an output policy, authentication and rate limits."""

@@ -1,0 +1,457 @@
+"""A small, real prediction server for a model: for tests, benchmarks and the gateway.
+
+``POST /v1/predict`` takes ``{"inputs": [...]}`` (a batch of images with values in [0, 1]) and
+answers ``{"predictions": [[...]]}`` shaped by an :class:`~invguard.targets.OutputSpec`, or
+``{"labels": [...]}`` for labels only; the model is called once per request. ``GET /healthz``
+answers ``{"status": "ok"}``. Optional API keys (``X-API-Key`` or ``Authorization: Bearer``) are
+kept only as SHA-256 digests and compared in constant time; an optional token bucket limits
+requests per key (per client address without keys) and answers 429 with ``Retry-After``.
+Every error is a JSON ``{"error": "<one line>"}``. ``serve_in_thread`` runs an app with uvicorn
+on a free loopback port. References: https://www.starlette.io/, https://www.uvicorn.org/,
+RFC 6585 (429), RFC 6750 (Bearer tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from invguard.defenses.output import apply_output_spec
+from invguard.errors import InvalidParameterError, MissingDependencyError, check_float, check_int
+from invguard.targets.base import OutputSpec
+
+PredictProba = Callable[[NDArray[np.float32]], Any]
+PREDICT_PATH = "/v1/predict"
+HEALTH_PATH = "/healthz"
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+
+try:  # starlette and uvicorn are the optional 'serve' extra
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+except ImportError:  # pragma: no cover - exercised only without the extra
+    _HAVE_STARLETTE = False
+else:
+    _HAVE_STARLETTE = True
+
+
+def _require_starlette() -> None:
+    if not _HAVE_STARLETTE:  # pragma: no cover
+        raise MissingDependencyError("starlette", "serve")
+
+
+@dataclass
+class ServerStats:
+    """What a model app has seen; ``served_inputs`` is the number of inputs the model answered."""
+
+    requests: int = 0
+    served_requests: int = 0
+    served_inputs: int = 0
+    refused: dict[int, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def _refuse(self, status: int) -> None:
+        with self._lock:
+            self.refused[status] = self.refused.get(status, 0) + 1
+
+    def _serve(self, n: int) -> None:
+        with self._lock:
+            self.served_requests += 1
+            self.served_inputs += n
+
+    def _receive(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+
+class TokenBucketLimiter:
+    """One token bucket per client: ``rate`` tokens per second, at most ``burst`` stored.
+
+    ``take(client)`` spends one token and returns 0, or returns the seconds until one is
+    available. At most ``max_clients`` buckets are kept; full (idle) buckets are dropped first.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = 10_000,
+    ) -> None:
+        self.rate = check_float("rate", rate, minimum=0.0, min_inclusive=False)
+        self.burst = check_int("burst", burst, minimum=1)
+        self.max_clients = check_int("max_clients", max_clients, minimum=1)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, time)
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> float:
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(client, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[client] = (tokens - 1.0, now)
+                self._prune(now)
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+    def _prune(self, now: float) -> None:
+        if len(self._buckets) <= self.max_clients:
+            return
+        full = [
+            c
+            for c, (t, last) in self._buckets.items()
+            if t + (now - last) * self.rate >= self.burst
+        ]
+        for c in full:
+            del self._buckets[c]
+        while len(self._buckets) > self.max_clients:  # drop the least recently seen
+            oldest = min(self._buckets, key=lambda c: self._buckets[c][1])
+            del self._buckets[oldest]
+
+
+class _Refusal(Exception):  # noqa: N818 - control flow inside the app, never escapes
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
+
+
+class _ModelApp:
+    """The request handling behind :func:`create_model_app` (no global state)."""
+
+    def __init__(
+        self,
+        predict_proba: PredictProba,
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        output: OutputSpec,
+        api_keys: Collection[str] | None,
+        rate_limit: tuple[float, int] | None,
+        max_batch: int,
+        max_body_bytes: int,
+        clock: Callable[[], float],
+    ) -> None:
+        if not callable(predict_proba):
+            raise InvalidParameterError(
+                "The 'predict_proba' parameter must be a callable, got "
+                f"{type(predict_proba).__name__}"
+            )
+        self.predict_proba = predict_proba
+        shape = tuple(int(s) for s in input_shape)
+        if not shape or min(shape) < 1:
+            raise InvalidParameterError(
+                f"The 'input_shape' parameter must be a tuple of ints >= 1, got {input_shape!r}"
+            )
+        self.input_shape = shape
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        if not isinstance(output, OutputSpec):
+            raise InvalidParameterError(
+                f"The 'output' parameter must be an OutputSpec, got {type(output).__name__}"
+            )
+        if output.top_k is not None and output.top_k > num_classes:
+            raise InvalidParameterError(
+                f"The 'top_k' parameter must be <= the number of classes ({num_classes}), "
+                f"got {output.top_k}"
+            )
+        self.output = output
+        self.max_batch = check_int("max_batch", max_batch, minimum=1)
+        self.max_body_bytes = check_int("max_body_bytes", max_body_bytes, minimum=64)
+        self.key_digests: tuple[bytes, ...] | None = None
+        if api_keys is not None:
+            if isinstance(api_keys, str):
+                raise InvalidParameterError(
+                    "The 'api_keys' parameter must be a collection of keys, got a single string"
+                )
+            keys = list(api_keys)
+            if not keys or not all(isinstance(k, str) and k for k in keys):
+                raise InvalidParameterError(
+                    "The 'api_keys' parameter must be None or a non-empty collection of "
+                    "non-empty strings"
+                )
+            self.key_digests = tuple(_key_digest(k) for k in keys)
+        self.limiter: TokenBucketLimiter | None = None
+        if rate_limit is not None:
+            if not isinstance(rate_limit, tuple) or len(rate_limit) != 2:
+                raise InvalidParameterError(
+                    "The 'rate_limit' parameter must be None or a tuple (tokens per second, "
+                    f"burst), got {rate_limit!r}"
+                )
+            self.limiter = TokenBucketLimiter(rate_limit[0], rate_limit[1], clock=clock)
+        self.stats = ServerStats()
+
+    def authenticate(self, request: Request) -> str | None:
+        """The client's identity for rate limiting: a key digest, or None without keys."""
+        if self.key_digests is None:
+            return None
+        key = request.headers.get("x-api-key")
+        if key is None:
+            auth = request.headers.get("authorization", "")
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                key = token.strip()
+        challenge = {"WWW-Authenticate": 'Bearer realm="invguard"'}
+        if not key:
+            raise _Refusal(
+                401,
+                "missing API key: send it in the X-API-Key header or as Authorization: Bearer",
+                challenge,
+            )
+        digest = _key_digest(key)
+        matched: bytes | None = None
+        for known in self.key_digests:  # compare with every key, in constant time each
+            if hmac.compare_digest(known, digest):
+                matched = known
+        if matched is None:
+            raise _Refusal(401, "invalid API key", challenge)
+        return "key:" + matched.hex()[:16]
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.max_body_bytes
+        too_large = f"request body is larger than the limit of {limit} bytes"
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _Refusal(413, too_large + f" (Content-Length {declared})")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _Refusal(413, too_large)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def parse_inputs(self, body: bytes) -> NDArray[np.float32]:
+        expected = f"a list of arrays of shape {_shape(self.input_shape)}"
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise _Refusal(400, f"request body is not valid JSON: {msg}") from None
+        if not isinstance(doc, dict) or "inputs" not in doc:
+            raise _Refusal(
+                422, f"'inputs' is missing: send a JSON object {{\"inputs\": {expected}}}"
+            )
+        inputs = doc["inputs"]
+        if not isinstance(inputs, list) or not inputs:
+            raise _Refusal(422, f"'inputs' must be a non-empty list: {expected}")
+        if len(inputs) > self.max_batch:
+            raise _Refusal(
+                422, f"'inputs' has {len(inputs)} items, at most {self.max_batch} per request"
+            )
+        try:
+            arr = np.asarray(inputs)
+        except ValueError:
+            raise _Refusal(422, f"'inputs' is ragged: expected {expected}") from None
+        if arr.dtype.kind not in "iuf":
+            raise _Refusal(422, f"'inputs' must contain only numbers: expected {expected}")
+        if tuple(arr.shape[1:]) != self.input_shape:
+            raise _Refusal(
+                422,
+                f"'inputs' must have shape (n, {', '.join(map(str, self.input_shape))}), "
+                f"got {_shape(arr.shape)}",
+            )
+        x = arr.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise _Refusal(422, "'inputs' contains NaN or infinite values")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 or hi > 1.0:
+            raise _Refusal(422, f"'inputs' values must lie in [0, 1], got min {lo:g}, max {hi:g}")
+        return x
+
+    def render(self, probs: NDArray[np.float32]) -> dict[str, Any]:
+        if not self.output.scores:
+            return {"labels": probs.argmax(axis=1).tolist()}
+        shaped = apply_output_spec(probs, self.output).astype(np.float64)
+        if self.output.decimals is not None:  # exact short decimals in the JSON, e.g. 0.07
+            shaped = np.round(shaped, self.output.decimals)
+        return {"predictions": shaped.tolist()}
+
+    async def predict(self, request: Request) -> Response:
+        self.stats._receive()
+        try:
+            client = self.authenticate(request)
+            if self.limiter is not None:
+                who = client or "addr:" + (request.client.host if request.client else "unknown")
+                wait = self.limiter.take(who)
+                if wait > 0:
+                    retry_after = str(max(1, math.ceil(wait)))
+                    raise _Refusal(
+                        429,
+                        f"rate limit exceeded: at most {self.limiter.rate:g} requests per second "
+                        f"(burst {self.limiter.burst}); retry after {retry_after} s",
+                        {"Retry-After": retry_after},
+                    )
+            x = self.parse_inputs(await self.read_body(request))
+        except _Refusal as refusal:
+            self.stats._refuse(refusal.status)
+            return _error(refusal.status, refusal.message, refusal.headers)
+        try:
+            raw = await run_in_threadpool(self.predict_proba, x)
+            probs = np.asarray(raw, dtype=np.float32)
+        except Exception:  # the model's own failure: never leak its traceback to clients
+            self.stats._refuse(500)
+            return _error(500, "the model failed on this batch")
+        if probs.shape != (len(x), self.num_classes) or not np.isfinite(probs).all():
+            self.stats._refuse(500)
+            return _error(
+                500,
+                f"the model returned scores of shape {_shape(probs.shape)} (or non-finite "
+                f"values) for {len(x)} inputs and {self.num_classes} classes",
+            )
+        self.stats._serve(len(x))
+        return JSONResponse(self.render(probs))
+
+
+def create_model_app(
+    predict_proba: PredictProba,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    output: OutputSpec = OutputSpec(),  # noqa: B008 - frozen, immutable
+    api_keys: Collection[str] | None = None,
+    rate_limit: tuple[float, int] | None = None,
+    max_batch: int = 256,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    clock: Callable[[], float] = time.monotonic,
+) -> Starlette:
+    """A Starlette app serving ``predict_proba`` (``(n, *input_shape) -> (n, num_classes)``).
+
+    ``rate_limit=(rate, burst)`` allows ``rate`` requests per second per client with bursts of
+    ``burst``; ``clock`` drives the buckets (tests pass a fake one). ``app.state.stats`` is the
+    :class:`ServerStats` of the app.
+    """
+    _require_starlette()
+    handler = _ModelApp(
+        predict_proba,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        output=output,
+        api_keys=api_keys,
+        rate_limit=rate_limit,
+        max_batch=max_batch,
+        max_body_bytes=max_body_bytes,
+        clock=clock,
+    )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+        return _error(500, "internal error")  # pragma: no cover
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return _error(500, "internal error")
+
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        HTTPException: http_error,
+        500: server_error,
+    }
+    app = Starlette(
+        routes=[
+            Route(PREDICT_PATH, handler.predict, methods=["POST"]),
+            Route(HEALTH_PATH, healthz, methods=["GET"]),
+        ],
+        exception_handlers=handlers,
+    )
+    app.state.stats = handler.stats
+    app.state.model_app = handler
+    return app
+
+
+def server_stats(app: Starlette) -> ServerStats:
+    """The :class:`ServerStats` of an app made by :func:`create_model_app`."""
+    stats = getattr(app.state, "stats", None)
+    if not isinstance(stats, ServerStats):
+        raise InvalidParameterError("The 'app' parameter must come from create_model_app")
+    return stats
+
+
+@contextmanager
+def serve_in_thread(
+    app: Any, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 10.0
+) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a daemon thread; yield its base URL, e.g. ``http://127.0.0.1:PORT``.
+
+    The socket is bound before the thread starts (``port=0`` picks a free port); the context
+    waits until the server accepts connections and, on exit, shuts it down and joins the thread.
+    Logging configuration is left alone (no ``dictConfig``).
+    """
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover
+        raise MissingDependencyError("uvicorn", "serve") from exc
+    check_int("port", port, minimum=0)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidParameterError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level=None,
+        lifespan="off",
+        ws="none",
+        http="h11",
+        loop="asyncio",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{bound}", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(timeout=5)
+            sock.close()
+            raise RuntimeError(f"the model server on {host}:{bound} did not start")
+        time.sleep(0.01)
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    try:
+        yield f"http://{shown}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
