@@ -310,8 +310,10 @@ def load_config(path: str | Path) -> LoadedConfig:
     try:
         config = AssessmentConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        more = len(exc.errors()) - 1
+        errors = exc.errors()
+        # an unknown field (a typo) explains the "missing" errors that follow from it: say it first
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        more = len(errors) - 1
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(f"{p}: {_friendly(first, raw)}{tail}") from exc
     return LoadedConfig(config, p, raw)

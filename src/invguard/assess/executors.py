@@ -80,6 +80,8 @@ class RayExecutor:
         }
         # Ray workers find the package through the same interpreter; keep its env small.
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if address:
+            _check_reachable(address)
         try:
             if not ray.is_initialized():
                 if address:
@@ -118,6 +120,37 @@ class RayExecutor:
         if self._owns:
             self._ray.shutdown()
             self._owns = False
+
+
+_NOT_RAY = ("UNAVAILABLE", "UNIMPLEMENTED", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN")
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, when ``host:port`` is not a Ray cluster's GCS (Ray itself would
+    retry for half a minute and log every attempt). Probes Ray's ``GetClusterId`` gRPC method."""
+    if "://" in address or address in ("auto", "local") or ":" not in address:
+        return  # Ray Client (ray://) and auto-discovery speak other protocols
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpcio comes with ray
+        return
+    channel = grpc.insecure_channel(address)
+    call = channel.unary_unary(
+        "/ray.rpc.NodeInfoGcsService/GetClusterId",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    try:
+        call(b"", timeout=timeout)
+    except grpc.RpcError as exc:
+        code = exc.code().name if exc.code() is not None else "UNKNOWN"
+        if code in _NOT_RAY:
+            detail = (exc.details() or code).strip().splitlines()[0]
+            raise ConfigError(
+                f"--ray-address: no Ray cluster answers at {address!r} ({code}: {detail})"
+            ) from exc
+    finally:
+        channel.close()
 
 
 def make_executor(name: str, *, ray_address: str | None = None) -> Executor:

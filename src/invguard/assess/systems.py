@@ -129,6 +129,15 @@ def prepare_system(
     loaded: LoadedConfig, index: int, cache: ModelCache
 ) -> tuple[SystemConfig, ImageDataset, BuiltTarget]:
     """Load and check one system before any job runs (fail fast, with the field path)."""
+    try:
+        return _prepare_system(loaded, index, cache)
+    except ConfigError as exc:
+        raise ConfigError(f"{loaded.path}: {exc}") from exc
+
+
+def _prepare_system(
+    loaded: LoadedConfig, index: int, cache: ModelCache
+) -> tuple[SystemConfig, ImageDataset, BuiltTarget]:
     system = loaded.config.systems[index]
     where = system_where(index)
     dataset = load_data(system.data, f"{where}.data", loaded.resolve)

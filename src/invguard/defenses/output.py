@@ -6,11 +6,15 @@ and the gateway's output policy, and of targets that declare truncated or rounde
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.typing import NDArray
 
 from invguard.errors import InvalidParameterError
-from invguard.targets.base import OutputSpec
+
+if TYPE_CHECKING:  # no runtime import: targets use these functions, so they must not import targets
+    from invguard.targets.base import OutputSpec
 
 FloatArray = NDArray[np.float32]
 

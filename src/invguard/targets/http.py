@@ -506,7 +506,7 @@ class HttpTarget:
             raise
 
     def _to_scores(self, value: Any, n: int) -> NDArray[np.float32]:
-        field = f"'{self.response_mapping}'"
+        field = f"response field '{self.response_mapping}'"
         try:
             arr = np.asarray(value)
         except ValueError:  # ragged nesting
@@ -587,10 +587,14 @@ class HttpTarget:
 
 
 def _kind(value: Any) -> str:
-    """A short description of a JSON value's type and nesting, never its content."""
+    """A short description of a JSON value's type and shape, never its content."""
     if isinstance(value, list):
-        inner = _kind(value[0]) if value else "nothing"
-        return f"a list of {len(value)} x {inner}" if value else "an empty list"
+        try:
+            arr = np.asarray(value)
+        except ValueError:
+            return "a ragged list"
+        kinds = {"i": "integers", "u": "integers", "f": "numbers", "b": "booleans", "U": "strings"}
+        return f"a list of shape {arr.shape} of {kinds.get(arr.dtype.kind, 'mixed values')}"
     if isinstance(value, dict):
         return "an object"
     if value is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from invguard.defenses.output import apply_output_spec
 from invguard.errors import TargetError
 from invguard.targets.base import Capability, OutputSpec, Target
 
@@ -44,4 +43,7 @@ class RestrictedTarget:
         return self.inner.queries
 
     def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        # imported here: invguard.defenses imports the target contract, not the other way round
+        from invguard.defenses.output import apply_output_spec
+
         return apply_output_spec(self.inner.predict(x), self.output)
