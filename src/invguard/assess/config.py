@@ -60,7 +60,58 @@ class PytorchTarget(_Model):
         return self
 
 
-TargetConfig = Annotated[PytorchTarget, Field(discriminator="type")]
+class OutputConfig(_Model):
+    """What a deployment returns: scores (all, or the top k, optionally rounded) or labels only."""
+
+    scores: bool = True
+    top_k: int | None = Field(None, ge=1)
+    decimals: int | None = Field(None, ge=0)
+
+    def spec(self) -> Any:
+        from invguard.targets.base import OutputSpec
+
+        return OutputSpec(scores=self.scores, top_k=self.top_k, decimals=self.decimals)
+
+
+class SklearnTarget(_Model):
+    """A scikit-learn classifier saved with skops (``.skops``); never unpickled."""
+
+    type: Literal["sklearn"]
+    model: Path
+    trusted: list[str] = Field(default_factory=list)
+    output: OutputConfig = OutputConfig()
+
+
+class OnnxTarget(_Model):
+    """An ONNX classifier run with onnxruntime."""
+
+    type: Literal["onnx"]
+    model: Path
+    model_output: Literal["logits", "probabilities"] = "logits"
+    output: OutputConfig = OutputConfig()
+
+
+class HttpTarget(_Model):
+    """A live JSON prediction endpoint. Header values may name environment variables as
+    ``${NAME}`` (e.g. an API key), so no secret needs to be written into the file."""
+
+    type: Literal["http"]
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    request_template: dict[str, Any] = Field(default_factory=lambda: {"inputs": "$inputs"})
+    response: str | None = None
+    output: OutputConfig = OutputConfig()
+    timeout: float = Field(10.0, gt=0)
+    retries: int = Field(3, ge=0)
+    max_batch: int = Field(64, ge=1)
+    concurrency: int = Field(1, ge=1, le=64)
+    probe: bool = True
+    probe_burst: int = Field(40, ge=1, le=1000)
+
+
+TargetConfig = Annotated[
+    PytorchTarget | SklearnTarget | OnnxTarget | HttpTarget, Field(discriminator="type")
+]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -68,9 +119,10 @@ TargetConfig = Annotated[PytorchTarget, Field(discriminator="type")]
 
 
 class BuiltinData(_Model):
-    """A built-in data set: 'att-faces' (46x56), 'att-faces-full' (92x112) or 'digits'."""
+    """A built-in data set: 'att-faces' (46x56), 'att-faces-full' (92x112), 'att-faces-private30'
+    (identities s1-s30) or 'digits'."""
 
-    builtin: Literal["att-faces", "att-faces-full", "digits"]
+    builtin: Literal["att-faces", "att-faces-full", "att-faces-private30", "digits"]
 
 
 class FolderData(_Model):
@@ -89,6 +141,27 @@ class NpzData(_Model):
 
 
 DataConfig = BuiltinData | FolderData | NpzData
+
+
+class BuiltinAuxiliary(_Model):
+    """Built-in public images: 'att-faces-public10' (identities s31-s40)."""
+
+    builtin: Literal["att-faces-public10"]
+
+
+class FolderAuxiliary(_Model):
+    """Every image under a folder (recursively), read as grey-scale at the private data's size."""
+
+    folder: Path
+
+
+class NpzAuxiliary(_Model):
+    """An ``.npz`` whose array ``x`` holds the images, in [0, 1]."""
+
+    npz: Path
+
+
+AuxiliaryConfig = BuiltinAuxiliary | FolderAuxiliary | NpzAuxiliary
 
 
 # ------------------------------------------------------------------------------------------------
@@ -113,18 +186,23 @@ class AttackConfig(_Model):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from invguard.assess.registry import ATTACK_REGISTRY
+        from invguard.assess.registry import ATTACK_REGISTRY, AUTO
 
-        if v not in ATTACK_REGISTRY:
+        if v != AUTO and v not in ATTACK_REGISTRY:
             raise ValueError(
-                f"unknown attack {v!r} (expected one of: {', '.join(sorted(ATTACK_REGISTRY))})"
+                f"unknown attack {v!r} (expected one of: "
+                f"{', '.join([AUTO, *sorted(ATTACK_REGISTRY)])})"
             )
         return v
 
     @model_validator(mode="after")
     def _params_valid(self) -> AttackConfig:
-        from invguard.assess.registry import build_attack
+        from invguard.assess.registry import AUTO, build_attack
 
+        if self.name == AUTO:
+            if self.params:
+                raise ValueError("attack 'auto' takes no params (it uses each attack's defaults)")
+            return self
         build_attack(self.name, self.params, self.budget)  # raises ValueError with the reason
         return self
 
@@ -151,6 +229,7 @@ class SystemConfig(_Model):
     owner: str = ""
     target: TargetConfig
     data: DataConfig
+    auxiliary: AuxiliaryConfig | None = None
     attacks: list[AttackConfig] = Field(min_length=1)
     controls: list[DeclaredControl] = Field(default_factory=list)
 
@@ -216,6 +295,9 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 # pydantic adds the tag of the union member to the location; strip those for readability
 _UNION_TAGS = {
+    "BuiltinAuxiliary",
+    "FolderAuxiliary",
+    "NpzAuxiliary",
     "BuiltinData",
     "FolderData",
     "NpzData",

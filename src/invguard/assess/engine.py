@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from invguard import __version__
+from invguard.assess.config import HttpTarget as HttpTargetConfig
 from invguard.assess.config import LoadedConfig
 from invguard.assess.executors import Executor, InProcessExecutor
 from invguard.assess.findings import (
@@ -36,13 +37,19 @@ from invguard.assess.findings import (
     control_findings,
     failed_job_finding,
     measured_finding,
+    posture_findings,
     risk_level,
     risk_score,
 )
 from invguard.assess.history import HistoryStore
 from invguard.assess.jobs import JobOutcome, JobSpec, job_key
 from invguard.assess.registry import ATTACK_REGISTRY
-from invguard.assess.systems import prepare_system
+from invguard.assess.systems import (
+    expand_attacks,
+    load_auxiliary,
+    prepare_system,
+    probe_posture,
+)
 from invguard.models import ModelCache, default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,8 @@ class SystemResult:
     previous_run: int | None
     findings: list[Finding]
     controls: list[dict[str, Any]]
+    posture: list[dict[str, Any]]
+    skipped: list[dict[str, str]]
     jobs: list[dict[str, Any]]
     complete: bool
 
@@ -161,6 +170,8 @@ class Assessment:
                     "highest_severity": s.highest_severity,
                     "finding_counts": s.counts(),
                     "controls": s.controls,
+                    "posture": s.posture,
+                    "skipped_attacks": s.skipped,
                     "jobs": s.jobs,
                     "findings": [f.to_dict() for f in s.findings],
                 }
@@ -213,8 +224,21 @@ def run_assessment(
     history_path = history_db or loaded.resolve(cfg.history_db)
     audit_path = audit_db or (loaded.resolve(cfg.audit_db) if cfg.audit_db else None)
 
-    # 1. check every system before running anything
-    prepared = [prepare_system(loaded, i, cache) for i in range(len(cfg.systems))]
+    # 1. check every system before running anything; probe live endpoints' posture
+    prepared = []
+    skipped: dict[str, list[dict[str, str]]] = {}
+    for i in range(len(cfg.systems)):
+        system, dataset, built = prepare_system(loaded, i, cache)
+        if system.auxiliary is not None:
+            load_auxiliary(
+                system.auxiliary, dataset, f"{loaded.path}: systems[{i}].auxiliary", loaded.resolve
+            )
+        system, skipped[system.id] = expand_attacks(system, built)
+        prepared.append((system, dataset, built))
+    posture: dict[str, list[dict[str, Any]]] = {}
+    for index, (system, dataset, _) in enumerate(prepared):
+        if isinstance(system.target, HttpTargetConfig) and system.target.probe:
+            posture[system.id] = probe_posture(system.target, dataset, f"systems[{index}].target")
     for _, dataset, _ in prepared:  # warm the evaluator cache once, before workers need it
         reference_evaluator(dataset, cache=cache)
 
@@ -364,8 +388,12 @@ def run_assessment(
                 default="info",
             )
             controls = [c.model_dump(mode="json") for c in system.controls]
-            ctl_findings, missing = control_findings(system.id, controls, measured_sev)
+            pos_findings, measured_missing = posture_findings(system.id, posture.get(system.id, []))
+            findings.extend(pos_findings)
+            ctl_findings, _ = control_findings(system.id, controls, measured_sev)
             findings.extend(ctl_findings)
+            declared_missing = {c["id"] for c in controls if c["status"] == "missing"}
+            missing = len(declared_missing | measured_missing)
             findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], f.passed, f.id))
             score = risk_score(leaks, missing)
             prev = store.previous_risk(system.id, run_id)
@@ -388,6 +416,8 @@ def run_assessment(
                     previous_run=None if prev is None else prev[0],
                     findings=findings,
                     controls=controls,
+                    posture=posture.get(system.id, []),
+                    skipped=skipped.get(system.id, []),
                     jobs=job_rows,
                     complete=complete,
                 )

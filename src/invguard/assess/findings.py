@@ -10,7 +10,8 @@ Severity of a measured leak depends on attack accuracy relative to chance, not o
 
 Risk score of a system, in [0, 1]: ``min(1, L + 0.05 * m)`` where ``L`` is the largest lift of a
 significant leak over all attacks run (the strongest attacker wins) and ``m`` the number of
-recommended controls declared missing (at most 3 count). Levels: critical >= 0.75, high >= 0.5,
+recommended controls declared missing or measured missing by the endpoint probes (at most 3
+count). Levels: critical >= 0.75, high >= 0.5,
 medium >= 0.25, low > 0, none = 0.
 """
 
@@ -347,3 +348,103 @@ def failed_job_finding(system: str, attack: str, seed: int, error: str, key: str
         evidence={"attack": attack, "seed": seed, "error": error, "job": key},
         references=[],
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# endpoint posture (measured)
+
+POSTURE_RULES: dict[str, tuple[Rule, str, list[Reference], str | None]] = {
+    # check -> (rule, severity when it fails, references, control it measures)
+    "authentication": (
+        Rule(
+            "IG-POS-001",
+            "Prediction endpoint answers without credentials (measured)",
+            "Anyone who can reach the endpoint can run inversion queries.",
+        ),
+        "high",
+        [OWASP_ML03, ATLAS_M0004],
+        None,
+    ),
+    "output_detail": (
+        Rule(
+            "IG-POS-002",
+            "Prediction endpoint returns full probability vectors (measured)",
+            "Full confidence vectors are what score-based inversion feeds on.",
+        ),
+        "medium",
+        [OWASP_ML03, ATLAS_M0002],
+        "output_minimisation",
+    ),
+    "output_precision": (
+        Rule(
+            "IG-POS-003",
+            "Prediction endpoint returns scores at full precision (measured)",
+            "Unrounded scores give gradient estimates more signal.",
+        ),
+        "low",
+        [OWASP_ML03, ATLAS_M0002],
+        None,
+    ),
+    "rate_limiting": (
+        Rule(
+            "IG-POS-004",
+            "Prediction endpoint has no rate limit (measured)",
+            "A burst of requests was answered without a single 429.",
+        ),
+        "medium",
+        [OWASP_ML03, ATLAS_M0004],
+        "query_limits",
+    ),
+    "transport_security": (
+        Rule(
+            "IG-POS-005",
+            "Prediction endpoint is served without TLS (measured)",
+            "Queries, scores and credentials travel in clear text.",
+        ),
+        "medium",
+        [OWASP_ML03],
+        None,
+    ),
+}
+
+
+def posture_findings(
+    system: str, observations: Sequence[dict[str, Any]]
+) -> tuple[list[Finding], set[str]]:
+    """Findings for endpoint posture observations, and the controls they measured as missing.
+
+    A failed check is a measured finding at the rule's severity (``low`` for plain http on a
+    loopback address); a passed check is reported as passed; an inconclusive one is ``info``.
+    """
+    findings: list[Finding] = []
+    missing: set[str] = set()
+    for obs in observations:
+        entry = POSTURE_RULES.get(obs["check"])
+        if entry is None:
+            continue
+        rule, severity, refs, control = entry
+        evidence = dict(obs.get("evidence", {}))
+        conclusive = evidence.get("conclusive", True)
+        passed = bool(obs["passed"]) and conclusive
+        if not conclusive:
+            severity = "info"
+        elif obs["check"] == "transport_security" and evidence.get("host_is_loopback"):
+            severity = "low"
+        if not passed and conclusive and control is not None:
+            missing.add(control)
+        findings.append(
+            Finding(
+                id=f"{rule.id}/{system}",
+                rule_id=rule.id,
+                system=system,
+                title=rule.title if not passed else f"Endpoint check passed: {obs['check']}",
+                severity="info" if passed else severity,
+                kind="measured",
+                summary=str(obs.get("summary", "")),
+                recommendation=str(obs.get("recommendation", "")) or rule.help,
+                evidence=evidence,
+                references=list(refs),
+                passed=passed,
+            )
+        )
+    return findings, missing

@@ -126,7 +126,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
     from invguard.api import reference_evaluator
     from invguard.assess.config import SystemConfig
     from invguard.assess.registry import build_attack
-    from invguard.assess.systems import build_target, load_data
+    from invguard.assess.systems import build_target, load_auxiliary, load_data
     from invguard.attacks import InversionRequest
     from invguard.metrics import evaluate_inversion
     from invguard.models import ModelCache
@@ -140,6 +140,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else base / p
 
+    built = None
     try:
         system = SystemConfig.model_validate(spec.system)
         atk_cfg = system.attacks[spec.attack_index]
@@ -155,7 +156,14 @@ def run_job(spec: JobSpec) -> JobOutcome:
             query_budget=atk_cfg.budget.queries,
         )
         attack = build_attack(atk_cfg.name, atk_cfg.params, atk_cfg.budget)
-        request = InversionRequest(classes=atk_cfg.classes, max_seconds=atk_cfg.budget.seconds)
+        auxiliary = (
+            load_auxiliary(system.auxiliary, dataset, f"{where}.auxiliary", resolve)
+            if system.auxiliary is not None
+            else None
+        )
+        request = InversionRequest(
+            classes=atk_cfg.classes, auxiliary=auxiliary, max_seconds=atk_cfg.budget.seconds
+        )
         result = attack.run(built.target, request, rng=spec.seed)
         evaluator, _ = reference_evaluator(dataset, cache=cache)
         metrics = evaluate_inversion(result, evaluator, dataset)
@@ -175,5 +183,12 @@ def run_job(spec: JobSpec) -> JobOutcome:
     except Exception as exc:  # a bug or an environment failure: keep the job's reason, go on
         log.error("job %s failed:\n%s", spec.key[:12], traceback.format_exc())
         outcome.error = f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        if built is not None:
+            if outcome.status != "ok":
+                outcome.attack_summary = {"queries": built.target.queries}
+            close = getattr(built.target, "close", None)
+            if callable(close):
+                close()
     outcome.seconds = time.perf_counter() - started
     return outcome

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from invguard.attacks.base import Attack
 
 
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class AttackInfo:
     """How the assessment treats an attack: its access level, rule and budget mapping."""
@@ -61,3 +64,34 @@ def build_attack(name: str, params: dict[str, Any], budget: Budget | None = None
     except InvalidParameterError as exc:
         raise ValueError(str(exc)) from exc
     return attack
+
+
+def select_attacks(
+    capabilities: frozenset[Any], has_auxiliary: bool
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Capability-driven choice: every registered attack the target's access allows (strongest
+    access first, as registered), and those skipped with the reason."""
+    chosen: list[str] = []
+    skipped: list[dict[str, str]] = []
+    offered = ", ".join(sorted(str(c) for c in capabilities)) or "nothing"
+    for name, info in ATTACK_REGISTRY.items():
+        needs = frozenset(info.cls.requires)
+        missing = needs - capabilities
+        if missing:
+            skipped.append(
+                {
+                    "attack": name,
+                    "reason": f"needs {', '.join(sorted(str(m) for m in missing))}; "
+                    f"the target offers {offered}",
+                }
+            )
+        elif info.needs_auxiliary and not has_auxiliary:
+            skipped.append(
+                {
+                    "attack": name,
+                    "reason": "needs auxiliary (public) images: set the system's 'auxiliary'",
+                }
+            )
+        else:
+            chosen.append(name)
+    return chosen, skipped

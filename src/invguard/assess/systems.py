@@ -5,16 +5,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invguard.assess.config import (
+    AuxiliaryConfig,
+    BuiltinAuxiliary,
     BuiltinData,
     ConfigError,
     DataConfig,
+    FolderAuxiliary,
     FolderData,
+    HttpTarget,
     LoadedConfig,
+    NpzAuxiliary,
     NpzData,
+    OnnxTarget,
     PytorchTarget,
+    SklearnTarget,
     SystemConfig,
     TargetConfig,
 )
@@ -23,6 +30,9 @@ from invguard.errors import InvGuardError
 from invguard.models import ModelCache, build_model, load_state_dict_file, train_target
 from invguard.models.architectures import describe_mismatch
 from invguard.targets import Target, TorchTarget
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def file_sha256(path: Path) -> str:
@@ -73,6 +83,12 @@ def build_target(
     query_budget: int | None = None,
 ) -> BuiltTarget:
     """The attackable target of a system, plus JSON-ready facts about it and a content hash."""
+    if isinstance(target, SklearnTarget):
+        return _sklearn_target(target, dataset, where, resolve, query_budget)
+    if isinstance(target, OnnxTarget):
+        return _onnx_target(target, dataset, where, resolve, query_budget)
+    if isinstance(target, HttpTarget):
+        return _http_target(target, dataset, where, query_budget)
     assert isinstance(target, PytorchTarget)
     if target.reference is not None:
         ref = target.reference
@@ -151,3 +167,275 @@ def _prepare_system(
                 )
     built = build_target(system.target, dataset, cache, f"{where}.target", loaded.resolve)
     return system, dataset, built
+
+
+def _access(spec: Any) -> str:
+    return f"black-box, {spec.describe()}"
+
+
+def _file(where: str, resolve: Any, path: Path) -> Path:
+    p: Path = resolve(path)
+    if not p.is_file():
+        raise ConfigError(f"{where}.model: model file not found: {path}")
+    return p
+
+
+def _sklearn_target(
+    cfg: SklearnTarget, dataset: ImageDataset, where: str, resolve: Any, budget: int | None
+) -> BuiltTarget:
+    from invguard.targets.sklearn import SklearnTarget as Adapter
+    from invguard.targets.sklearn import load_sklearn_model
+
+    path = _file(where, resolve, cfg.model)
+    try:
+        est = load_sklearn_model(path, trusted=cfg.trusted)
+        # the owner's view (full outputs, not billed to any attack) measures test accuracy
+        owner = Adapter(est, input_shape=dataset.image_shape, num_classes=dataset.num_classes)
+        spec = cfg.output.spec() if owner.output.scores else owner.output
+        target = Adapter(
+            est,
+            input_shape=dataset.image_shape,
+            num_classes=dataset.num_classes,
+            output=spec,
+            query_budget=budget,
+        )
+    except InvGuardError as exc:
+        raise ConfigError(f"{where}.model: {exc}") from exc
+    info = {
+        "type": "sklearn",
+        "name": path.name,
+        "source": str(path),
+        "estimator": type(est).__name__,
+        "test_accuracy": _accuracy(owner, dataset),
+        "access": _access(spec),
+    }
+    return BuiltTarget(target, info, file_sha256(path) + ":" + spec.describe())
+
+
+def _onnx_target(
+    cfg: OnnxTarget, dataset: ImageDataset, where: str, resolve: Any, budget: int | None
+) -> BuiltTarget:
+    from invguard.targets.onnx import OnnxTarget as Adapter
+
+    path = _file(where, resolve, cfg.model)
+    spec = cfg.output.spec()
+    try:
+        target = Adapter(
+            path,
+            input_shape=dataset.image_shape,
+            num_classes=dataset.num_classes,
+            model_output=cfg.model_output,
+            output=spec,
+            query_budget=budget,
+        )
+        owner = Adapter(
+            path,
+            input_shape=dataset.image_shape,
+            num_classes=dataset.num_classes,
+            model_output=cfg.model_output,
+        )
+    except InvGuardError as exc:
+        raise ConfigError(f"{where}.model: {exc}") from exc
+    info = {
+        "type": "onnx",
+        "name": path.name,
+        "source": str(path),
+        "test_accuracy": _accuracy(owner, dataset),
+        "access": _access(spec),
+    }
+    return BuiltTarget(target, info, file_sha256(path) + ":" + spec.describe())
+
+
+def expand_headers(headers: dict[str, str], where: str) -> dict[str, str]:
+    """Replace ``${NAME}`` in header values with environment variables (secrets stay out of files)."""
+    import os
+    import re
+
+    out = {}
+    for k, v in headers.items():
+
+        def sub(m: re.Match[str], key: str = k) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{where}.headers.{key}: environment variable {name} is not set")
+            return str(os.environ[name])
+
+        out[k] = str(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, v))
+    return out
+
+
+def http_target(cfg: HttpTarget, dataset: ImageDataset, where: str, budget: int | None) -> Any:
+    from invguard.targets.http import HttpTarget as Adapter
+
+    try:
+        return Adapter(
+            cfg.url,
+            num_classes=dataset.num_classes,
+            input_shape=dataset.image_shape,
+            output=cfg.output.spec(),
+            headers=expand_headers(cfg.headers, where),
+            request_template=cfg.request_template,
+            response_mapping=cfg.response,
+            timeout=cfg.timeout,
+            retries=cfg.retries,
+            max_batch=cfg.max_batch,
+            concurrency=cfg.concurrency,
+            query_budget=budget,
+        )
+    except ConfigError:
+        raise
+    except InvGuardError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+CANARY_INPUTS = 4
+
+
+def _http_target(
+    cfg: HttpTarget, dataset: ImageDataset, where: str, budget: int | None
+) -> BuiltTarget:
+    """An endpoint's fingerprint is its answers to a few fixed canary inputs: if the model behind
+    it changes, so do the job keys, and old results are not reused."""
+    import numpy as np
+
+    from invguard.targets.http import redact_url
+
+    spec = cfg.output.spec()
+    target = http_target(cfg, dataset, where, budget)
+    canary = np.random.default_rng(20240601).random(
+        (CANARY_INPUTS, *dataset.image_shape), dtype=np.float32
+    )
+    probe = http_target(cfg, dataset, where, None)
+    try:
+        answers = probe.predict(canary)
+    except InvGuardError as exc:
+        raise ConfigError(f"{where}.url: {exc}") from exc
+    finally:
+        probe.close()
+    digest = hashlib.sha256(np.round(answers.astype(np.float64), 4).tobytes()).hexdigest()
+    info = {
+        "type": "http",
+        "name": redact_url(cfg.url),
+        "source": redact_url(cfg.url),
+        "test_accuracy": None,
+        "access": _access(spec),
+        "canary_queries": CANARY_INPUTS,
+    }
+    return BuiltTarget(target, info, f"{redact_url(cfg.url)}:{spec.describe()}:{digest}")
+
+
+def _accuracy(owner: Target, dataset: ImageDataset) -> float | None:
+    """Test accuracy measured through an owner's adapter (never the attack's, whose queries count)."""
+    if not len(dataset.y_test):
+        return None
+    pred = owner.predict(dataset.x_test).argmax(1)
+    return float((pred == dataset.y_test).mean())
+
+
+def probe_posture(cfg: HttpTarget, dataset: ImageDataset, where: str) -> list[dict[str, Any]]:
+    """Run the endpoint posture probes (measured, bounded in requests) for an HTTP system."""
+    import numpy as np
+
+    from invguard.assess.posture import probe_endpoint
+
+    try:
+        observations = probe_endpoint(
+            cfg.url,
+            input_shape=dataset.image_shape,
+            num_classes=dataset.num_classes,
+            headers=expand_headers(cfg.headers, where),
+            request_template=cfg.request_template,
+            response_mapping=cfg.response,
+            burst=cfg.probe_burst,
+            rng=np.random.default_rng(0),
+            timeout=cfg.timeout,
+        )
+    except ConfigError:
+        raise
+    except InvGuardError as exc:
+        raise ConfigError(f"{where}.url: {exc}") from exc
+    return [o.to_dict() for o in observations]
+
+
+def load_auxiliary(
+    aux: AuxiliaryConfig, dataset: ImageDataset, where: str, resolve: Any
+) -> np.ndarray:
+    """The attacker's public images, shaped like the private data's images."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from invguard.data import load_builtin_auxiliary
+    from invguard.data.files import IMAGE_SUFFIXES
+
+    c, h, w = dataset.image_shape
+    try:
+        if isinstance(aux, BuiltinAuxiliary):
+            images = load_builtin_auxiliary(aux.builtin)
+        elif isinstance(aux, FolderAuxiliary):
+            folder = resolve(aux.folder)
+            if not folder.is_dir():
+                raise ConfigError(f"{where}.folder: folder not found: {folder}")
+            files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise ConfigError(f"{where}.folder: no images under {folder}")
+            arrays = []
+            for f in files:
+                try:
+                    with Image.open(f) as raw:
+                        img = raw.convert("L").resize((w, h), Image.Resampling.BILINEAR)
+                except (OSError, UnidentifiedImageError) as exc:
+                    raise ConfigError(f"{where}.folder: cannot read image {f}: {exc}") from exc
+                arrays.append(np.asarray(img, dtype=np.float32) / 255.0)
+            images = np.stack(arrays)[:, None]
+        else:
+            assert isinstance(aux, NpzAuxiliary)
+            path = resolve(aux.npz)
+            if not path.is_file():
+                raise ConfigError(f"{where}.npz: file not found: {path}")
+            with np.load(path, allow_pickle=False) as npz:
+                if "x" not in npz.files:
+                    raise ConfigError(f"{where}.npz: {path} has no array 'x'")
+                images = np.asarray(npz["x"], dtype=np.float32)
+            if images.ndim == 3:
+                images = images[:, None]
+    except ConfigError:
+        raise
+    except (InvGuardError, OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    if tuple(images.shape[1:]) != (c, h, w):
+        raise ConfigError(
+            f"{where}: auxiliary images have shape {tuple(images.shape[1:])}, the private data's "
+            f"images {(c, h, w)}"
+        )
+    if float(images.min()) < 0.0 or float(images.max()) > 1.0:
+        raise ConfigError(f"{where}: auxiliary image values must lie in [0, 1]")
+    return images
+
+
+def expand_attacks(
+    system: SystemConfig, built: BuiltTarget
+) -> tuple[SystemConfig, list[dict[str, str]]]:
+    """Replace ``auto`` entries with the attacks the target's access allows; list the skipped."""
+    from invguard.assess.config import AttackConfig, Budget
+    from invguard.assess.registry import ATTACK_REGISTRY, AUTO, select_attacks
+
+    if all(a.name != AUTO for a in system.attacks):
+        return system, []
+    attacks: list[AttackConfig] = []
+    skipped: list[dict[str, str]] = []
+    for atk in system.attacks:
+        if atk.name != AUTO:
+            attacks.append(atk)
+            continue
+        chosen, skip = select_attacks(built.target.capabilities, system.auxiliary is not None)
+        skipped += skip
+        for name in chosen:
+            if any(a.name == name for a in attacks):
+                continue
+            budget = atk.budget
+            if budget.iterations is not None and ATTACK_REGISTRY[name].iterations_field is None:
+                budget = Budget(queries=budget.queries, seconds=budget.seconds)
+            attacks.append(
+                AttackConfig(name=name, seeds=atk.seeds, budget=budget, classes=atk.classes)
+            )
+    return system.model_copy(update={"attacks": attacks}), skipped
