@@ -31,7 +31,8 @@ def test_top_k_keeps_the_k_largest_and_the_label(p: np.ndarray, k: int) -> None:
 @given(probs, st.integers(0, 6))
 def test_rounding_is_bounded(p: np.ndarray, d: int) -> None:
     out = round_scores(p, d)
-    assert np.abs(out - p).max() <= 0.5 * 10.0**-d + 1e-6
+    # half a step, or one and a half where the label's score is lifted out of a tie
+    assert np.abs(out - p).max() <= 1.5 * 10.0**-d + 1e-6
 
 
 def test_label_only_and_spec() -> None:
