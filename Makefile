@@ -35,6 +35,7 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_miface.py
 	$(BIN)/python benchmarks/bench_audit.py
+	$(BIN)/python benchmarks/bench_attribute_inference.py
 
 clean:
 	rm -rf $(VENV) invguard-report .mypy_cache .pytest_cache .ruff_cache

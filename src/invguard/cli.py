@@ -517,8 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_history)
 
     from invguard.audit.cli import add_audit_parser
+    from invguard.tabular.cli import add_tabular_parser
 
     add_audit_parser(sub)
+    add_tabular_parser(sub)
     return parser
 
 
