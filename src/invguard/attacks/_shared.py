@@ -59,7 +59,7 @@ def augment_images(
         return x
     if x.ndim != 4:
         return x.repeat(copies, *([1] * (x.ndim - 1)))
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     reps = x.repeat(copies - 1, 1, 1, 1)
     m = reps.shape[0]
     flip = torch.rand(m, generator=generator) < 0.5
