@@ -1,0 +1,590 @@
+"""The gateway configuration (``gateway.yaml``), validated with pydantic.
+
+Errors name the file, the field path and what was expected, on one line, e.g.
+``gateway.yaml: keys[0].sha256: expected the SHA-256 digest of the key as 64 hex digits ...``.
+Relative paths in the file are resolved against the file's folder. API keys appear only as
+SHA-256 digests (``invguard gateway hash-key`` makes one); a plain-text key is refused. Secrets
+for the upstream endpoint and the webhook are read from environment variables (``${NAME}``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from invguard.errors import InvGuardError
+
+CONFIG_VERSION = 1
+ACTIONS = ("log", "alert", "degrade", "throttle", "block")
+"""Responses to a detection, weakest first; each one from ``alert`` on also alerts."""
+Action = Literal["log", "alert", "degrade", "throttle", "block"]
+ARCHS = ("softmax", "mlp", "cnn")
+BUILTIN_DATA = ("att-faces", "att-faces-full", "att-faces-private30", "digits")
+DEFAULT_AUDIT_LOG = Path("invguard-gateway-audit.db")
+KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+
+
+class GatewayConfigError(InvGuardError):
+    """The gateway configuration is missing, unreadable or invalid."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# the model behind the gateway
+
+
+class _Shape(_Model):
+    input_shape: tuple[Annotated[int, Field(ge=1)], ...] | None = None
+    num_classes: int | None = Field(None, ge=2)
+
+    @field_validator("input_shape")
+    @classmethod
+    def _non_empty(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is not None and not v:
+            raise ValueError("must list at least one dimension, e.g. [1, 56, 46]")
+        return v
+
+
+class ReferenceSource(_Model):
+    """An InvGuard reference model, trained on a built-in data set on first use and cached."""
+
+    arch: Literal["softmax", "mlp", "cnn"]
+    data: Literal["att-faces", "att-faces-full", "att-faces-private30", "digits"] = "att-faces"
+    seed: int = Field(0, ge=0)
+
+
+class PytorchModel(_Shape):
+    """Weights (``.safetensors`` or a state dict) of a reference architecture, or a reference
+    model. A weights file needs ``arch``, ``input_shape`` (channels, height, width) and
+    ``num_classes``; a reference model takes them from its data set."""
+
+    type: Literal["pytorch"]
+    model: Path | None = None
+    arch: Literal["softmax", "mlp", "cnn"] | None = None
+    reference: ReferenceSource | None = None
+    threads: int | None = Field(None, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PytorchModel:
+        if (self.model is None) == (self.reference is None):
+            raise ValueError("set exactly one of 'model' (with 'arch') or 'reference'")
+        if self.model is not None:
+            missing = [
+                f for f in ("arch", "input_shape", "num_classes") if getattr(self, f) is None
+            ]
+            if missing:
+                raise ValueError(f"'{missing[0]}' is required with 'model'")
+            assert self.input_shape is not None
+            if len(self.input_shape) != 3:
+                raise ValueError(
+                    "'input_shape' must be [channels, height, width] for a reference "
+                    f"architecture, got {list(self.input_shape)}"
+                )
+        return self
+
+
+class SklearnModel(_Shape):
+    """A scikit-learn classifier saved with skops (never unpickled)."""
+
+    type: Literal["sklearn"]
+    model: Path
+    trusted: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shape_given(self) -> SklearnModel:
+        if self.input_shape is None:
+            raise ValueError("'input_shape' is required for a scikit-learn model")
+        return self
+
+
+class OnnxModel(_Shape):
+    """An ONNX classifier run with onnxruntime (CPU)."""
+
+    type: Literal["onnx"]
+    model: Path
+    model_output: Literal["logits", "probabilities"] = "logits"
+    threads: int = Field(1, ge=1, le=256)
+
+
+class UpstreamModel(_Shape):
+    """A prediction endpoint the gateway forwards to (it must return full scores). Header values
+    may name environment variables as ``${NAME}``, so that no secret is written into the file."""
+
+    type: Literal["upstream"]
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    request_template: dict[str, Any] = Field(default_factory=lambda: {"inputs": "$inputs"})
+    response: str = "/predictions"
+    timeout: float = Field(10.0, gt=0)
+    retries: int = Field(1, ge=0, le=10)
+    max_batch: int = Field(256, ge=1)
+    max_connections: int = Field(32, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _shape_given(self) -> UpstreamModel:
+        if self.input_shape is None or self.num_classes is None:
+            raise ValueError("'input_shape' and 'num_classes' are required for an upstream")
+        return self
+
+
+ModelConfig = Annotated[
+    PytorchModel | SklearnModel | OnnxModel | UpstreamModel, Field(discriminator="type")
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# output policy
+
+
+class RoundStep(_Model):
+    type: Literal["round"]
+    decimals: int = Field(ge=0, le=8)
+
+
+class TopKStep(_Model):
+    type: Literal["top_k"]
+    k: int = Field(ge=1)
+
+
+class LabelOnlyStep(_Model):
+    type: Literal["label_only"]
+
+
+class NoiseStep(_Model):
+    type: Literal["noise"]
+    sigma: float = Field(gt=0, le=1)
+    seed: int | None = Field(None, ge=0)
+
+
+class ReverseSigmoidStep(_Model):
+    type: Literal["reverse_sigmoid"]
+    beta: float = Field(1.0, gt=0)
+    gamma: float = Field(0.1, gt=0)
+
+
+OutputStep = Annotated[
+    RoundStep | TopKStep | LabelOnlyStep | NoiseStep | ReverseSigmoidStep,
+    Field(discriminator="type"),
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# keys and limits
+
+
+class RateLimit(_Model):
+    """A token bucket: ``rate`` requests per second, bursts of up to ``burst``."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class KeyConfig(_Model):
+    """An API key, known only by its SHA-256 digest; ``id`` names it in logs, metrics and alerts.
+
+    ``rate_limit`` and ``output`` override the defaults (``rate_limit: null`` means unlimited);
+    ``detect: false`` exempts a trusted client from stateful detection."""
+
+    id: str = Field(pattern=KEY_ID_PATTERN)
+    sha256: str
+    rate_limit: RateLimit | None = None
+    output: list[OutputStep] | None = None
+    detect: bool = True
+    note: str = ""
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, v: str) -> str:
+        text = v.strip().lower()
+        if text.startswith("sha256:"):
+            text = text[len("sha256:") :]
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise ValueError(
+                "expected the SHA-256 digest of the key as 64 hex digits "
+                "(make one with 'invguard gateway hash-key'), got a value of "
+                f"{len(v)} characters"
+            )
+        return text
+
+    @property
+    def unlimited(self) -> bool:
+        return "rate_limit" in self.model_fields_set and self.rate_limit is None
+
+
+# ------------------------------------------------------------------------------------------------
+# detection
+
+
+class KnnDetectorConfig(_Model):
+    """Chen, Carlini and Wagner (2019): flag a query whose mean distance to its ``k`` nearest
+    earlier queries of the same key (RMS pixel distance, after the projection) is at most
+    ``threshold``."""
+
+    enabled: bool = True
+    k: int = Field(20, ge=1, le=1000)
+    threshold: float = Field(0.04, gt=0)
+    action: Action = "block"
+
+
+class BlacklightConfig(_Model):
+    """Li et al. (USENIX Security 2022): quantise values to steps of ``quantization``, hash every
+    ``window`` consecutive values, keep the ``hashes`` largest distinct hashes, and flag a query
+    that shares at least ``threshold`` of them with ``min_matches`` earlier queries of the same
+    key (1, the paper's rule: with any one)."""
+
+    enabled: bool = True
+    quantization: float = Field(0.2, gt=0, le=1)
+    window: int = Field(20, ge=1, le=4096)
+    hashes: int = Field(50, ge=1, le=1000)
+    threshold: float = Field(0.5, gt=0, le=1)
+    min_matches: int = Field(5, ge=1, le=100_000)
+    action: Action = "block"
+
+
+class InversionDetectorConfig(_Model):
+    """InvGuard's exploration-and-targeting detector: over the last ``window`` queries of a key,
+    ``U * (1 + max(P, F)) / 2`` with ``U`` the share of queries whose top probability is below
+    ``confidence``, ``P`` the share of probes (within ``probe_radius`` RMS of an earlier input,
+    exact repeats excluded) and ``F`` the share of the most frequent predicted class; flagged at
+    ``threshold`` once ``min_queries`` queries were seen."""
+
+    enabled: bool = True
+    window: int = Field(100, ge=2, le=100_000)
+    min_queries: int = Field(50, ge=1)
+    confidence: float = Field(0.5, gt=0, le=1)
+    probe_radius: float = Field(0.05, gt=0)
+    threshold: float = Field(0.3, gt=0, le=1)
+    action: Action = "block"
+
+    @model_validator(mode="after")
+    def _min_in_window(self) -> InversionDetectorConfig:
+        if self.min_queries > self.window:
+            raise ValueError(
+                f"'min_queries' ({self.min_queries}) must be at most 'window' ({self.window})"
+            )
+        return self
+
+
+class DetectorSet(_Model):
+    knn: KnnDetectorConfig = KnnDetectorConfig()
+    blacklight: BlacklightConfig = BlacklightConfig()
+    inversion: InversionDetectorConfig = InversionDetectorConfig()
+
+
+class ResponsesConfig(_Model):
+    """What ``degrade``, ``throttle`` and ``block`` do, and for how long (``duration_seconds``;
+    they survive restarts, being rebuilt from the audit log). An alert for a key and detector
+    is repeated at most every ``realert_seconds`` while the detector keeps flagging."""
+
+    duration_seconds: float = Field(3600.0, gt=0)
+    degraded_output: list[OutputStep] = Field(default_factory=lambda: _labels(), min_length=1)
+    throttle: RateLimit = RateLimit(rate=1.0, burst=5)
+    realert_seconds: float = Field(300.0, ge=0)
+
+
+def _labels() -> list[OutputStep]:
+    return [LabelOnlyStep(type="label_only")]
+
+
+class DetectionConfig(_Model):
+    """Stateful detection per API key, with bounded memory: at most ``max_clients`` keys are
+    tracked (least recently used dropped first) and ``history`` queries per key. Inputs are
+    reduced by a fixed random projection to ``projection_dim`` dimensions (null: raw inputs);
+    ``seed`` fixes the projection and hashes (null: a secret random seed per start)."""
+
+    enabled: bool = True
+    max_clients: int = Field(1000, ge=1, le=1_000_000)
+    history: int = Field(1000, ge=2, le=100_000)
+    projection_dim: int | None = Field(64, ge=1, le=4096)
+    seed: int | None = Field(None, ge=0)
+    detectors: DetectorSet = DetectorSet()
+    responses: ResponsesConfig = ResponsesConfig()
+
+
+# ------------------------------------------------------------------------------------------------
+# alerts, server, root
+
+
+class WebhookConfig(_Model):
+    """Alerts are POSTed as JSON by a background worker, with retries. ``secret_env`` names an
+    environment variable whose value signs each body (``X-InvGuard-Signature: sha256=<hmac>``).
+    At shutdown, queued alerts are delivered for up to ``drain_seconds`` (they are all in the
+    audit log anyway)."""
+
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout: float = Field(5.0, gt=0)
+    retries: int = Field(3, ge=0, le=20)
+    backoff: float = Field(0.5, ge=0)
+    queue_size: int = Field(1000, ge=1, le=1_000_000)
+    drain_seconds: float = Field(5.0, ge=0, le=600)
+
+
+class AlertsConfig(_Model):
+    audit_log: Path = DEFAULT_AUDIT_LOG
+    webhook: WebhookConfig | None = None
+
+
+class ServerConfig(_Model):
+    """Where to listen (loopback by default) and the limits on each request. Batches of at most
+    ``inline_max_inputs`` inputs run on the event loop (less overhead per request); larger
+    ones, and every upstream call, run in worker threads."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(16 * 2**20, ge=64)
+    max_batch: int = Field(256, ge=1, le=100_000)
+    inline_max_inputs: int = Field(8, ge=0)
+
+
+class GatewayConfig(_Model):
+    version: Literal[1] = 1
+    server: ServerConfig = ServerConfig()
+    model: ModelConfig
+    keys: list[KeyConfig] = Field(min_length=1)
+    rate_limit: RateLimit | None = RateLimit(rate=100.0, burst=200)
+    output: list[OutputStep] = Field(default_factory=list)
+    detection: DetectionConfig = DetectionConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> GatewayConfig:
+        ids = [k.id for k in self.keys]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"key id {dup[0]!r} is used twice")
+        digests = [k.sha256 for k in self.keys]
+        if len(set(digests)) != len(digests):
+            twice = next(k.id for k in self.keys if digests.count(k.sha256) > 1)
+            raise ValueError(f"key {twice!r} has the same sha256 as another key")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+
+
+class LoadedGatewayConfig:
+    """A validated configuration with its file path (relative paths resolve against its folder)."""
+
+    def __init__(self, config: GatewayConfig, path: Path | None) -> None:
+        self.config = config
+        self.path = path
+        self.base = path.parent if path is not None else Path.cwd()
+
+    def resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.base / p)
+
+    def where(self, field: str) -> str:
+        """``gateway.yaml: <field>``: the prefix of an error about ``field``."""
+        return f"{self.path}: {field}" if self.path is not None else field
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the validated configuration (key digests included,
+        plain-text keys never being part of it)."""
+        blob = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+EXAMPLE_CONFIG = """\
+# InvGuard gateway configuration: `invguard serve --config gateway.yaml`
+version: 1
+server:
+  host: 127.0.0.1          # loopback only; put a TLS-terminating proxy in front for remote use
+  port: 8080
+  max_batch: 256           # inputs per request
+  max_body_bytes: 16777216
+model:                     # one of: pytorch (file or reference), sklearn (skops), onnx, upstream
+  type: pytorch
+  reference: {arch: mlp, data: att-faces}   # or: model: model.safetensors, arch: mlp,
+                                            #     input_shape: [1, 56, 46], num_classes: 40
+# model: {type: upstream, url: "http://10.0.0.5:9000/v1/predict",
+#         headers: {Authorization: "Bearer ${UPSTREAM_TOKEN}"}, input_shape: [1, 56, 46],
+#         num_classes: 40}
+keys:                      # SHA-256 digests only: `invguard gateway hash-key --generate --id alice`
+  - id: alice
+    sha256: "<64 hex digits>"
+    # rate_limit: {rate: 20, burst: 40}    # per key; null: unlimited
+    # output: [{type: label_only}]         # per key policy
+rate_limit: {rate: 100, burst: 200}        # default per key (429 with Retry-After)
+output:                    # applied in order: round, top_k, label_only, noise, reverse_sigmoid
+  - {type: top_k, k: 3}
+  - {type: round, decimals: 2}
+detection:
+  max_clients: 1000        # keys tracked (least recently used dropped first)
+  history: 1000            # queries remembered per key
+  projection_dim: 64       # fixed random projection of the inputs (null: raw)
+  detectors:               # action: log | alert | degrade | throttle | block
+    knn: {k: 20, threshold: 0.04, action: block}
+    blacklight: {quantization: 0.2, window: 20, hashes: 50, threshold: 0.5, min_matches: 5,
+                 action: block}
+    inversion: {window: 100, min_queries: 50, confidence: 0.5, probe_radius: 0.05,
+                threshold: 0.3, action: block}
+  responses:
+    duration_seconds: 3600
+    degraded_output: [{type: label_only}]
+    throttle: {rate: 1, burst: 5}
+alerts:
+  audit_log: invguard-gateway-audit.db
+  # webhook: {url: "https://hooks.example/invguard", secret_env: INVGUARD_WEBHOOK_SECRET}
+"""
+
+
+def hash_api_key(key: str) -> str:
+    """The SHA-256 digest (hex) of an API key, as the configuration stores it."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _is_union_tag(part: int | str) -> bool:
+    """pydantic adds union members' tags to error locations; they are not field names."""
+    if isinstance(part, int):
+        return False
+    return (
+        part in ("pytorch", "sklearn", "onnx", "upstream")
+        or part in ("round", "top_k", "label_only", "noise", "reverse_sigmoid")
+        or part.startswith("function-after[")
+    )
+
+
+def _friendly(err: Any, raw: Any) -> str:
+    loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+    path = _loc(loc)
+    typ = err["type"]
+    msg = str(err["msg"])
+    if typ == "extra_forbidden":
+        field = str(loc[-1]) if loc else "?"
+        if field in ("key", "api_key", "secret", "token") and "keys" in loc:
+            return (
+                f"{path}: plain-text API keys are not accepted; store only the key's SHA-256 "
+                "digest as 'sha256' (make one with 'invguard gateway hash-key')"
+            )
+        known = _known_fields(raw, loc[:-1])
+        hint = difflib.get_close_matches(field, known, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        if known:
+            suggestion += f"; expected one of: {', '.join(sorted(known))}"
+        return f"{path}: unknown field{suggestion}"
+    if typ == "missing":
+        return f"{path}: required field missing"
+    if typ == "union_tag_invalid" or typ == "union_tag_not_found":
+        got = err.get("input")
+        tag = got.get("type") if isinstance(got, dict) else None
+        expected = err.get("ctx", {}).get("expected_tags", "")
+        if typ == "union_tag_not_found":
+            return f"{path}.type: required field missing (expected one of: {expected})"
+        return f"{path}.type: unknown type {tag!r} (expected one of: {expected})"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    got = err.get("input")
+    if typ in (
+        "int_type",
+        "int_parsing",
+        "float_type",
+        "float_parsing",
+        "string_type",
+        "bool_type",
+        "bool_parsing",
+        "literal_error",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "string_pattern_mismatch",
+    ):
+        return f"{path}: {msg[:1].lower() + msg[1:]}, got {got!r}"
+    return f"{path}: {msg}" if path else msg
+
+
+def _known_fields(raw: Any, loc: tuple[int | str, ...]) -> list[str]:
+    """Field names valid at ``loc`` (for 'did you mean' hints), found by walking the schema."""
+    model: Any = GatewayConfig
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        node = node.get(part) if isinstance(node, dict) else None
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _inner_model(field.annotation, node)
+    fields = getattr(model, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        out += _models_in(arg)
+    return out
+
+
+def _inner_model(annotation: Any, node: Any) -> Any:
+    candidates = _models_in(annotation)
+    if len(candidates) > 1 and isinstance(node, dict):
+        tag = node.get("type")
+        for c in candidates:
+            field = c.model_fields.get("type")
+            if field is not None and tag in typing.get_args(field.annotation):
+                return c
+        keys = set(node)
+        return max(candidates, key=lambda c: len(keys & set(c.model_fields)))
+    return candidates[0] if candidates else None
+
+
+def parse_gateway_config(raw: Any, path: Path | None = None) -> LoadedGatewayConfig:
+    """Validate an already parsed document; raise :class:`GatewayConfigError` (one line)."""
+    where = f"{path}: " if path is not None else ""
+    if not isinstance(raw, dict):
+        raise GatewayConfigError(
+            f"{where}expected a mapping at the top level, got {type(raw).__name__}"
+        )
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        more = len(errors) - 1
+        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise GatewayConfigError(f"{where}{_friendly(first, raw)}{tail}") from None
+    return LoadedGatewayConfig(config, path)
+
+
+def load_gateway_config(path: str | Path) -> LoadedGatewayConfig:
+    """Read and validate ``path``; raise :class:`GatewayConfigError` with a one-line message."""
+    p = Path(path)
+    if not p.is_file():
+        raise GatewayConfigError(f"{p}: gateway configuration file not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise GatewayConfigError(f"{p}{at}: YAML syntax error: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GatewayConfigError(f"{p}: cannot read configuration: {exc}") from None
+    return parse_gateway_config(raw, p)

@@ -1,0 +1,139 @@
+"""The gateway configuration: one-line errors that name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from invguard.gateway.app import Backend, Gateway, build_policy
+from invguard.gateway.config import (
+    GatewayConfigError,
+    hash_api_key,
+    load_gateway_config,
+    parse_gateway_config,
+)
+from tests.gateway.conftest import KEYS, raw_config
+
+
+def write(tmp_path: Path, raw: Any) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(raw) if not isinstance(raw, str) else raw)
+    return path
+
+
+def error(tmp_path: Path, raw: Any) -> str:
+    with pytest.raises(GatewayConfigError) as info:
+        load_gateway_config(write(tmp_path, raw))
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_valid_config_and_its_defaults(tmp_path: Path) -> None:
+    loaded = load_gateway_config(write(tmp_path, raw_config(tmp_path)))
+    cfg = loaded.config
+    assert cfg.server.host == "127.0.0.1"
+    assert [k.id for k in cfg.keys] == list(KEYS)
+    assert cfg.keys[0].sha256 == hash_api_key(KEYS["alice"])
+    assert cfg.keys[0].unlimited is False
+    det = cfg.detection.detectors
+    assert (det.knn.k, det.knn.threshold, det.knn.action) == (20, 0.04, "block")
+    assert det.blacklight.min_matches == 5
+    assert cfg.detection.responses.degraded_output[0].type == "label_only"
+    assert loaded.resolve(Path("x.db")) == tmp_path / "x.db"
+    assert len(loaded.digest()) == 64
+    assert hash_api_key("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"keys": [{"id": "a", "key": "sk-plain-text-key"}]},
+            "keys[0].key: plain-text API keys are not accepted; store only the key's SHA-256 "
+            "digest as 'sha256'",
+        ),
+        (
+            {"keys": [{"id": "a", "sha256": "abc"}]},
+            "keys[0].sha256: expected the SHA-256 digest of the key as 64 hex digits",
+        ),
+        ({"keys": []}, "keys: List should have at least 1 item"),
+        (
+            {"keys": [{"id": "a", "sha256": "0" * 64}, {"id": "a", "sha256": "1" * 64}]},
+            "key id 'a' is used twice",
+        ),
+        (
+            {"keys": [{"id": "a", "sha256": "0" * 64}, {"id": "b", "sha256": "0" * 64}]},
+            "key 'a' has the same sha256 as another key",
+        ),
+        ({"keys": [{"id": "bad id!", "sha256": "0" * 64}]}, "keys[0].id: string should match"),
+        ({"detecton": {}}, "detecton: unknown field (did you mean 'detection'?)"),
+        (
+            {"detection": {"detectors": {"knn": {"treshold": 1}}}},
+            "detection.detectors.knn.treshold: unknown field (did you mean 'threshold'?)",
+        ),
+        (
+            {"detection": {"detectors": {"knn": {"action": "ban"}}}},
+            "detection.detectors.knn.action: input should be 'log', 'alert', 'degrade', "
+            "'throttle' or 'block', got 'ban'",
+        ),
+        (
+            {"detection": {"detectors": {"inversion": {"window": 10, "min_queries": 20}}}},
+            "'min_queries' (20) must be at most 'window' (10)",
+        ),
+        ({"model": {"type": "tensorflow"}}, "model.type: unknown type 'tensorflow'"),
+        (
+            {"model": {"type": "pytorch", "model": "m.pt"}},
+            "model: 'arch' is required with 'model'",
+        ),
+        (
+            {"model": {"type": "upstream", "url": "ftp://x"}},
+            "model.url: string should match pattern",
+        ),
+        ({"output": [{"type": "top_k", "k": 0}]}, "output[0].k: input should be greater"),
+        ({"output": [{"type": "blur"}]}, "output[0].type: unknown type 'blur'"),
+        ({"rate_limit": {"rate": 0, "burst": 1}}, "rate_limit.rate: input should be greater"),
+        ({"server": {"port": 70000}}, "server.port: input should be less than or equal"),
+    ],
+)
+def test_errors_name_the_field(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    raw = raw_config(tmp_path)
+    raw.update(change)
+    got = error(tmp_path, raw)
+    assert got.startswith(f"{tmp_path / 'gateway.yaml'}: ")
+    assert message in got, got
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(GatewayConfigError, match="gateway configuration file not found"):
+        load_gateway_config(tmp_path / "nope.yaml")
+    assert "gateway.yaml:3:1: YAML syntax error" in error(tmp_path, "keys:\n  - id: [unclosed\n")
+    assert "expected a mapping at the top level, got list" in error(tmp_path, "- 1\n")
+
+
+def test_policy_errors_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(GatewayConfigError, match=r"output\[1\].k: must be at most the number"):
+        build_policy(
+            parse_gateway_config(
+                raw_config(
+                    tmp_path, output=[{"type": "round", "decimals": 2}, {"type": "top_k", "k": 11}]
+                )
+            ).config.output,
+            10,
+            "output",
+        )
+
+
+def test_missing_webhook_secret(tmp_path: Path, digits_backend: Backend) -> None:
+    loaded = parse_gateway_config(
+        raw_config(
+            tmp_path,
+            alerts={"webhook": {"url": "http://127.0.0.1:9/hook", "secret_env": "IG_NO_SUCH_VAR"}},
+        ),
+        tmp_path / "gateway.yaml",
+    )
+    with pytest.raises(GatewayConfigError, match="secret_env: environment variable IG_NO_SUCH_VAR"):
+        Gateway(loaded, backend=digits_backend)
