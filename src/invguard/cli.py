@@ -517,10 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_history)
 
     from invguard.audit.cli import add_audit_parser
+    from invguard.defenses.cli import add_defend_parser
     from invguard.gateway.cli import add_serve_parser
     from invguard.tabular.cli import add_tabular_parser
 
     add_audit_parser(sub)
+    add_defend_parser(sub)
     add_serve_parser(sub)
     add_tabular_parser(sub)
     return parser

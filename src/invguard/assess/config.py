@@ -208,6 +208,56 @@ class AttackConfig(_Model):
 
 
 # ------------------------------------------------------------------------------------------------
+# defences to evaluate
+
+
+class TrainingDefenseConfig(_Model):
+    """A training-time defence: the model is retrained with it (see ``invguard.defenses.training``)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid(self) -> TrainingDefenseConfig:
+        from invguard.assess.defend import build_training_defense
+
+        build_training_defense(self.name, self.params)  # raises ValueError with the reason
+        return self
+
+
+class OutputDefenseConfig(_Model):
+    """An output defence wrapped around the target; ``compose`` chains ``steps`` in order."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    steps: list[OutputDefenseConfig] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> OutputDefenseConfig:
+        from invguard.assess.defend import build_output_defense
+
+        build_output_defense(self.name, self.params, self.steps)  # raises ValueError
+        return self
+
+
+class DefensesConfig(_Model):
+    """Defences to measure on the system: each one's test accuracy against its attacks' leakage."""
+
+    max_accuracy_drop: float = Field(0.03, ge=0.0, le=1.0)
+    seed: int = Field(0, ge=0)
+    queries: int | None = Field(None, ge=1)  # hard query budget of each black-box attack run
+    training: list[TrainingDefenseConfig] = Field(default_factory=list)
+    output: list[OutputDefenseConfig] = Field(default_factory=list)
+    public_data: DataConfig | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> DefensesConfig:
+        if not self.training and not self.output:
+            raise ValueError("list at least one defence under 'training' or 'output'")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------
 # controls, thresholds, systems
 
 
@@ -232,6 +282,7 @@ class SystemConfig(_Model):
     auxiliary: AuxiliaryConfig | None = None
     attacks: list[AttackConfig] = Field(min_length=1)
     controls: list[DeclaredControl] = Field(default_factory=list)
+    defenses: DefensesConfig | None = None
 
     @model_validator(mode="after")
     def _unique_controls(self) -> SystemConfig:

@@ -28,6 +28,7 @@ import numpy as np
 from invguard import __version__
 from invguard.assess.config import HttpTarget as HttpTargetConfig
 from invguard.assess.config import LoadedConfig
+from invguard.assess.defend import check_defenses, evaluate_system_defenses
 from invguard.assess.executors import Executor, InProcessExecutor
 from invguard.assess.findings import (
     SEVERITY_RANK,
@@ -50,6 +51,7 @@ from invguard.assess.systems import (
     prepare_system,
     probe_posture,
 )
+from invguard.defenses.evaluation import DefenseEvaluation, StepFn
 from invguard.models import ModelCache, default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ class SystemResult:
     skipped: list[dict[str, str]]
     jobs: list[dict[str, Any]]
     complete: bool
+    defenses: dict[str, Any] | None = None  # the defence evaluation (DefenseEvaluation.to_dict())
 
     @property
     def highest_severity(self) -> str:
@@ -173,6 +176,7 @@ class Assessment:
                     "posture": s.posture,
                     "skipped_attacks": s.skipped,
                     "jobs": s.jobs,
+                    "defense_evaluation": s.defenses,
                     "findings": [f.to_dict() for f in s.findings],
                 }
                 for s in self.systems
@@ -207,6 +211,7 @@ def run_assessment(
     use_audit: bool = True,
     cache_dir: Path | None = None,
     progress: JobProgress | None = None,
+    defense_progress: StepFn | None = None,
     write: bool = True,
 ) -> Assessment:
     """Run (or resume) the assessment described by ``loaded`` and write its reports."""
@@ -234,6 +239,7 @@ def run_assessment(
                 system.auxiliary, dataset, f"{loaded.path}: systems[{i}].auxiliary", loaded.resolve
             )
         system, skipped[system.id] = expand_attacks(system, built)
+        check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
         prepared.append((system, dataset, built))
     posture: dict[str, list[dict[str, Any]]] = {}
     for index, (system, dataset, _) in enumerate(prepared):
@@ -326,7 +332,31 @@ def run_assessment(
             if progress is not None:
                 progress(done, len(planned), outcome)
 
-        # 3. findings and risk per system
+        # 3. defence evaluations (stored, so a second run reuses them)
+        evaluations: dict[str, DefenseEvaluation] = {}
+        for index, (system, dataset, built) in enumerate(prepared):
+            if system.defenses is None:
+                continue
+            evaluations[system.id] = evaluate_system_defenses(
+                loaded, index, system, dataset, built, cache, store, defense_progress
+            )
+            if audit is not None:
+                ev = evaluations[system.id]
+                audit.append(
+                    actor,
+                    "defenses.evaluated",
+                    system.id,
+                    {
+                        "run_id": run_id,
+                        "threats": {k: t.recommended for k, t in ev.threats.items()},
+                        "rows": [
+                            {"name": r.name, "test_accuracy": r.test_accuracy, "error": r.error}
+                            for r in ev.rows
+                        ],
+                    },
+                )
+
+        # 4. findings and risk per system
         systems: list[SystemResult] = []
         galleries: dict[str, Gallery] = {}
         failed = 0
@@ -371,6 +401,14 @@ def run_assessment(
                     outcomes=[o.record() for o in ok],
                     num_classes=dataset.num_classes,
                 )
+                threat = (
+                    evaluations[system.id].threat_for(info.access)
+                    if system.id in evaluations
+                    else None
+                )
+                if threat is not None and leak.significant:
+                    finding.recommendation = f"{threat.recommendation} {finding.recommendation}"
+                    finding.evidence["defense_evaluation"] = threat.to_dict()
                 findings.append(finding)
                 leaks.append(leak)
                 first = ok[0]
@@ -420,6 +458,7 @@ def run_assessment(
                     skipped=skipped.get(system.id, []),
                     jobs=job_rows,
                     complete=complete,
+                    defenses=evaluations[system.id].to_dict() if system.id in evaluations else None,
                 )
             )
 
@@ -439,7 +478,7 @@ def run_assessment(
             seconds=time.perf_counter() - started_clock,
             galleries=galleries,
         )
-        # 4. reports, then the run record and the audit trail
+        # 5. reports, then the run record and the audit trail
         if write:
             write_reports(assessment, out)
         store.finish_run(

@@ -6,12 +6,15 @@ reuses every finished job and runs only the rest.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from invguard.assess.config import ConfigError
 from invguard.assess.jobs import JobOutcome, JobSpec, pack_images
@@ -45,6 +48,13 @@ _SCHEMA = (
         risk_level TEXT,
         findings TEXT NOT NULL,
         PRIMARY KEY (run_id, system)
+    )""",
+    """CREATE TABLE IF NOT EXISTS defense_evaluations (
+        key TEXT PRIMARY KEY,
+        system TEXT NOT NULL,
+        record TEXT NOT NULL,
+        galleries BLOB,
+        finished_at TEXT NOT NULL
     )""",
 )
 
@@ -123,6 +133,35 @@ class HistoryStore:
 
     def count_jobs(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'ok'").fetchone()[0])
+
+    # defence evaluations ---------------------------------------------------------------------
+
+    def finished_defense_evaluation(
+        self, key: str
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """A stored defence evaluation (its record and per-row galleries) with this key, or None."""
+        row = self._db.execute(
+            "SELECT record, galleries FROM defense_evaluations WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        galleries: dict[str, np.ndarray] = {}
+        if row[1]:
+            with np.load(io.BytesIO(row[1]), allow_pickle=False) as npz:
+                galleries = {k: npz[k].astype(np.float32) for k in npz.files}
+        return json.loads(row[0]), galleries
+
+    def save_defense_evaluation(
+        self, key: str, system: str, record: dict[str, Any], galleries: dict[str, np.ndarray]
+    ) -> None:
+        buf = io.BytesIO()
+        arrays: dict[str, Any] = {k: v.astype(np.float16) for k, v in galleries.items()}
+        np.savez_compressed(buf, **arrays)
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO defense_evaluations VALUES (?, ?, ?, ?, ?)",
+                (key, system, json.dumps(record, sort_keys=True), buf.getvalue(), _now()),
+            )
 
     # runs ------------------------------------------------------------------------------------
 

@@ -212,8 +212,18 @@ def render_html(assessment: Assessment) -> str:
             for i in range(len(g.reconstructions))
         ]
     passed, reason = assessment.gate()
+    defense_plots: dict[str, str | None] = {}
+    for s in assessment.systems:
+        defense_plots[s.id] = None
+        if s.defenses is not None:
+            from invguard.defenses.evaluation import DefenseEvaluation
+            from invguard.report.defenses import render_plot
+
+            ev = DefenseEvaluation.from_dict(s.defenses)
+            defense_plots[s.id] = data_uri(render_plot(ev)) if ev.threats else None
     return env.get_template("assessment.html").render(
         a=data,
+        defense_plots=defense_plots,
         galleries=galleries,
         gate_passed=passed,
         gate_reason=reason,

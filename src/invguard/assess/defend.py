@@ -1,0 +1,333 @@
+"""Defence evaluation inside the assessment: a system's ``defenses:`` section, measured.
+
+Config entries become defence objects here (with one-line errors naming the parameter); the attack
+suites come from the system's own attacks (white-box ones against training-time defences, the others
+against output defences), or from the registry's defaults when the system lists none of a kind.
+Results are stored in the history file under a content address, so a second run reuses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from invguard import __version__
+from invguard.defenses.training import (
+    TRAINING_DEFENSES,
+    TrainingDefense,
+    load_att_faces_public,
+)
+from invguard.defenses.wrappers import OUTPUT_DEFENSES, Compose, OutputDefense
+from invguard.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from invguard.assess.config import (
+        DefensesConfig,
+        LoadedConfig,
+        OutputDefenseConfig,
+        SystemConfig,
+    )
+    from invguard.assess.history import HistoryStore
+    from invguard.assess.systems import BuiltTarget
+    from invguard.attacks.base import Attack
+    from invguard.data import ImageDataset
+    from invguard.defenses.evaluation import DefenseEvaluation, StepFn
+    from invguard.metrics import Evaluator
+    from invguard.models import ModelCache
+
+EVALUATION_FORMAT = 1
+
+# The defences `invguard defend evaluate` measures when no config lists any: the settings measured in
+# benchmarks/eval_training_defenses.py, positive smoothing for comparison, and the output defences.
+DEFAULT_TRAINING: tuple[dict[str, Any], ...] = (
+    {"name": "label-smoothing", "params": {"alpha": -2.0}},
+    {"name": "label-smoothing", "params": {"alpha": 0.1}},
+    {"name": "dp-sgd", "params": {"epsilon": 8.0}},
+    {"name": "mid", "params": {"beta": 0.001}},
+    {"name": "bido", "params": {"lambda_x": 1.0, "lambda_y": 1.0}},
+    {"name": "transfer-learning", "params": {"freeze": 1}},
+)
+DEFAULT_OUTPUT: tuple[dict[str, Any], ...] = (
+    {"name": "round", "params": {"decimals": 1}},
+    {"name": "top_k", "params": {"k": 1}},
+    {"name": "noise", "params": {"sigma": 0.05}},
+    {"name": "reverse_sigmoid", "params": {"beta": 0.8, "gamma": 0.2}},
+    {"name": "label_only"},
+)
+
+
+def _build(cls: type[Any], kind: str, name: str, params: dict[str, Any]) -> Any:
+    fields = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "recipe"}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter {unknown[0]!r} for {kind} defence {name!r} "
+            f"(expected one of: {', '.join(sorted(fields)) or 'none'})"
+        )
+    try:
+        return cls(**params)
+    except InvalidParameterError as exc:
+        raise ValueError(str(exc)) from exc
+    except TypeError as exc:  # a required parameter is missing
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.init
+            and f.name not in params
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise ValueError(f"{kind} defence {name!r} needs the parameter {missing[0]!r}") from exc
+        raise ValueError(f"{kind} defence {name!r}: {exc}") from exc
+
+
+def build_training_defense(name: str, params: dict[str, Any]) -> TrainingDefense:
+    """The training-time defence of a config entry; ``ValueError`` (one line) when invalid."""
+    if name not in TRAINING_DEFENSES:
+        raise ValueError(
+            f"unknown training defence {name!r} (expected one of: "
+            f"{', '.join(sorted(TRAINING_DEFENSES))})"
+        )
+    out: TrainingDefense = _build(TRAINING_DEFENSES[name], "training", name, params)
+    return out
+
+
+def build_output_defense(
+    name: str, params: dict[str, Any], steps: Sequence[OutputDefenseConfig] | None = None
+) -> OutputDefense:
+    """The output defence of a config entry (``compose`` chains ``steps``); ``ValueError`` if bad."""
+    if name == "compose":
+        if params:
+            raise ValueError("output defence 'compose' takes 'steps', not 'params'")
+        if not steps:
+            raise ValueError("output defence 'compose' needs at least one entry in 'steps'")
+        return Compose(
+            defenses=tuple(build_output_defense(s.name, s.params, s.steps) for s in steps)
+        )
+    if steps is not None:
+        raise ValueError(f"only 'compose' takes 'steps', not {name!r}")
+    if name not in OUTPUT_DEFENSES:
+        raise ValueError(
+            f"unknown output defence {name!r} (expected one of: "
+            f"{', '.join(sorted([*OUTPUT_DEFENSES, 'compose']))})"
+        )
+    out: OutputDefense = _build(OUTPUT_DEFENSES[name], "output", name, params)
+    return out
+
+
+def attack_suites(
+    system: SystemConfig, built: BuiltTarget, has_auxiliary: bool
+) -> tuple[dict[str, Attack], dict[str, Attack]]:
+    """(white-box, black-box) attacks for the evaluation: the system's own attacks of each kind
+    (with their params and budgets), or the registry's defaults for a kind the system lists none of.
+    """
+    from invguard.assess.registry import ATTACK_REGISTRY, build_attack
+
+    white: dict[str, Attack] = {}
+    black: dict[str, Attack] = {}
+    for atk in system.attacks:
+        if atk.name not in ATTACK_REGISTRY:  # "auto" is expanded before this is called
+            continue
+        info = ATTACK_REGISTRY[atk.name]
+        budget = atk.budget if info.iterations_field or atk.budget.iterations is None else None
+        suite = white if info.access == "white-box" else black
+        suite.setdefault(atk.name, build_attack(atk.name, atk.params, budget))
+    listed = {
+        ATTACK_REGISTRY[a.name].access == "white-box"
+        for a in system.attacks
+        if a.name in ATTACK_REGISTRY
+    }
+    for name, info in ATTACK_REGISTRY.items():
+        is_white = info.access == "white-box"
+        if is_white in listed or (info.needs_auxiliary and not has_auxiliary):
+            continue  # the system chose its own attacks of this kind, or the data are missing
+        if is_white and not frozenset(info.cls.requires) <= built.target.capabilities:
+            continue
+        (white if is_white else black).setdefault(name, build_attack(name, {}, None))
+    return white, black
+
+
+def public_data_for(
+    defenses: DefensesConfig, system: SystemConfig, dataset: ImageDataset, where: str, resolve: Any
+) -> ImageDataset | None:
+    """Labelled public data for transfer learning: ``defenses.public_data``, or the built-in public
+    faces when the system's auxiliary data are ``att-faces-public10``."""
+    from invguard.assess.config import BuiltinAuxiliary
+    from invguard.assess.systems import load_data
+
+    if defenses.public_data is not None:
+        return load_data(defenses.public_data, f"{where}.public_data", resolve)
+    if isinstance(system.auxiliary, BuiltinAuxiliary) and dataset.name.endswith("private30"):
+        h, w = dataset.image_shape[1:]
+        return load_att_faces_public((w, h))
+    return None
+
+
+def evaluation_key(
+    *,
+    system_fingerprint: str,
+    data_fingerprint: str,
+    defenses: DefensesConfig,
+    attacks: dict[str, Attack],
+    arch: str | None,
+    auxiliary: str | None,
+) -> str:
+    """Content address of a defence evaluation (same model, data, defences, attacks: same key)."""
+    blob = json.dumps(
+        {
+            "format": EVALUATION_FORMAT,
+            "invguard": __version__,
+            "target": system_fingerprint,
+            "data": data_fingerprint,
+            "defenses": defenses.model_dump(mode="json"),
+            "attacks": {k: repr(v) for k, v in sorted(attacks.items())},
+            "arch": arch,
+            "auxiliary": auxiliary,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def target_arch(system: SystemConfig) -> str | None:
+    """The reference architecture a training-time defence retrains (None if not a PyTorch model)."""
+    from invguard.assess.config import PytorchTarget
+
+    t = system.target
+    if isinstance(t, PytorchTarget):
+        return t.reference.arch if t.reference is not None else t.arch
+    return None
+
+
+def check_defenses(system: SystemConfig, dataset: ImageDataset, where: str) -> None:
+    """Fail fast on a defence that cannot work on this system (raises ``ConfigError``)."""
+    from invguard.assess.config import ConfigError
+
+    d = system.defenses
+    if d is None:
+        return
+    if d.training and target_arch(system) is None:
+        raise ConfigError(
+            f"{where}.defenses.training: training-time defences retrain the model, which needs a "
+            "'pytorch' target with 'arch' (or 'reference'); list output defences only"
+        )
+    for i, o in enumerate(d.output):
+        try:
+            build_output_defense(o.name, o.params, o.steps).transform(dataset.num_classes)
+        except (InvalidParameterError, ValueError) as exc:
+            raise ConfigError(f"{where}.defenses.output[{i}]: {exc}") from exc
+
+
+def run_system_defenses(
+    system: SystemConfig,
+    dataset: ImageDataset,
+    built: BuiltTarget,
+    *,
+    where: str,
+    resolve: Any,
+    evaluator: Evaluator,
+    cache: ModelCache,
+    auxiliary_images: np.ndarray | None,
+    step: StepFn | None = None,
+) -> DefenseEvaluation:
+    """Evaluate the system's ``defenses:`` section against its attack suites."""
+    from invguard.defenses.evaluation import evaluate_defenses
+
+    d = system.defenses
+    assert d is not None
+    white, black = attack_suites(system, built, auxiliary_images is not None)
+    training = [build_training_defense(t.name, t.params) for t in d.training]
+    output = [build_output_defense(o.name, o.params, o.steps) for o in d.output]
+    public = (
+        public_data_for(d, system, dataset, where, resolve)
+        if any(t.needs_auxiliary for t in training)
+        else None
+    )
+    return evaluate_defenses(
+        dataset,
+        built.target,
+        evaluator=evaluator,
+        arch=target_arch(system),
+        training=training,
+        output=output,
+        white_box=white,
+        black_box=black,
+        auxiliary_images=None if auxiliary_images is None else auxiliary_images.astype(np.float32),
+        public_data=public,
+        cache=cache,
+        seed=d.seed,
+        max_accuracy_drop=d.max_accuracy_drop,
+        query_budget=d.queries,
+        step=step,
+    )
+
+
+def evaluate_system_defenses(
+    loaded: LoadedConfig,
+    index: int,
+    system: SystemConfig,
+    dataset: ImageDataset,
+    built: BuiltTarget,
+    cache: ModelCache,
+    store: HistoryStore,
+    step: StepFn | None = None,
+) -> DefenseEvaluation:
+    """The system's defence evaluation: from the history file when stored, measured otherwise."""
+    from invguard.api import reference_evaluator
+    from invguard.assess.systems import load_auxiliary
+    from invguard.defenses.evaluation import DefenseEvaluation
+
+    assert system.defenses is not None
+    where = f"{loaded.path}: systems[{index}]"
+    aux = (
+        load_auxiliary(system.auxiliary, dataset, f"{where}.auxiliary", loaded.resolve)
+        if system.auxiliary is not None
+        else None
+    )
+    white, black = attack_suites(system, built, aux is not None)
+    key = evaluation_key(
+        system_fingerprint=built.fingerprint,
+        data_fingerprint=dataset.fingerprint(),
+        defenses=system.defenses,
+        attacks={**white, **black},
+        arch=target_arch(system),
+        auxiliary=None if aux is None else hashlib.sha256(aux.tobytes()).hexdigest(),
+    )
+    stored = store.finished_defense_evaluation(key)
+    if stored is not None:
+        return DefenseEvaluation.from_dict(*stored)
+    evaluator, _ = reference_evaluator(dataset, cache=cache)
+    result = run_system_defenses(
+        system,
+        dataset,
+        built,
+        where=f"{where}.defenses",
+        resolve=loaded.resolve,
+        evaluator=evaluator,
+        cache=cache,
+        auxiliary_images=aux,
+        step=step,
+    )
+    store.save_defense_evaluation(key, system.id, result.to_dict(), result.galleries())
+    return result
+
+
+__all__ = [
+    "DEFAULT_OUTPUT",
+    "DEFAULT_TRAINING",
+    "attack_suites",
+    "build_output_defense",
+    "build_training_defense",
+    "check_defenses",
+    "evaluate_system_defenses",
+    "evaluation_key",
+    "public_data_for",
+    "run_system_defenses",
+    "target_arch",
+]

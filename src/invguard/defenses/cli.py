@@ -1,0 +1,207 @@
+"""``invguard defend evaluate``: measure defences as leakage drop against accuracy drop.
+
+With ``-c invguard.yaml`` it evaluates the ``defenses:`` section of each system that has one; without
+a config it evaluates the built-in suite on a reference model of the built-in faces (30 private
+identities, the 10 others as the attacker's public data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from invguard.errors import InvalidParameterError
+
+EXIT_OK = 0
+FLAGS = {
+    "queries": "--queries",
+    "max_accuracy_drop": "--max-accuracy-drop",
+    "seed": "--seed",
+    "training": "--training",
+    "output": "--output",
+}
+
+
+def _parse_spec(text: str, flag: str) -> dict[str, Any]:
+    """``name`` or ``name:key=value,key=value`` (values parsed as YAML scalars)."""
+    import yaml
+
+    name, _, rest = text.partition(":")
+    if not name:
+        raise InvalidParameterError(f"{flag}: expected NAME or NAME:key=value,..., got {text!r}")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise InvalidParameterError(
+                f"{flag} {text!r}: expected key=value after the name, got {item!r}"
+            )
+        params[key.strip()] = yaml.safe_load(value)
+    return {"name": name.strip(), "params": params}
+
+
+def builtin_config(args: argparse.Namespace) -> Any:
+    """The configuration that ``defend evaluate`` without ``--config`` runs."""
+    from invguard.assess.config import AssessmentConfig, ConfigError, LoadedConfig
+    from invguard.assess.defend import DEFAULT_OUTPUT, DEFAULT_TRAINING
+
+    training = [_parse_spec(t, "--training") for t in args.training] if args.training else None
+    output = [_parse_spec(o, "--output") for o in args.output] if args.output else None
+    if training is None and output is None:
+        training, output = list(DEFAULT_TRAINING), list(DEFAULT_OUTPUT)
+    system: dict[str, Any] = {
+        "id": f"{args.data}-{args.arch}",
+        "name": f"reference {args.arch} on {args.data}",
+        "target": {"type": "pytorch", "reference": {"arch": args.arch, "seed": args.seed}},
+        "data": {"builtin": args.data},
+        "attacks": [{"name": "auto", "budget": {"queries": args.queries}}]
+        if args.queries
+        else [{"name": "auto"}],
+        "defenses": {
+            "max_accuracy_drop": args.max_accuracy_drop,
+            "seed": args.seed,
+            "queries": args.queries,
+            "training": training or [],
+            "output": output or [],
+        },
+    }
+    if args.data == "att-faces-private30":
+        system["auxiliary"] = {"builtin": "att-faces-public10"}
+    raw = {"name": "InvGuard defence evaluation", "systems": [system]}
+    from pydantic import ValidationError
+
+    try:
+        cfg = AssessmentConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        flag = next((FLAGS[p] for p in reversed(loc) if p in FLAGS), ".".join(loc))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"defend evaluate: {flag}: {msg}") from exc
+    return LoadedConfig(cfg, Path("defend-evaluate"), raw)
+
+
+def cmd_defend_evaluate(args: argparse.Namespace) -> int:
+    from invguard.assess.config import ConfigError, load_config
+    from invguard.assess.defend import check_defenses, evaluate_system_defenses
+    from invguard.assess.history import HistoryStore
+    from invguard.assess.systems import expand_attacks, prepare_system
+    from invguard.models import ModelCache, default_cache_dir
+    from invguard.report.defenses import render_text, write_defense_report
+
+    if args.config:
+        if args.training or args.output:
+            raise InvalidParameterError(
+                "--training/--output describe the built-in run; with --config list the defences "
+                "under each system's 'defenses:'"
+            )
+        loaded = load_config(args.config)
+    else:
+        loaded = builtin_config(args)
+    cfg = loaded.config
+    chosen = [
+        i
+        for i, s in enumerate(cfg.systems)
+        if s.defenses is not None and (args.system is None or s.id == args.system)
+    ]
+    if args.system is not None and not any(s.id == args.system for s in cfg.systems):
+        raise ConfigError(
+            f"{loaded.path}: no system with id {args.system!r} (ids: "
+            f"{', '.join(s.id for s in cfg.systems)})"
+        )
+    if not chosen:
+        raise ConfigError(
+            f"{loaded.path}: systems[*].defenses: no selected system lists defences; add a "
+            "'defenses:' section (see the README) or run without --config for the built-in suite"
+        )
+    cache_root = (
+        Path(args.cache_dir)
+        if args.cache_dir
+        else (loaded.resolve(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
+    )
+    cache = ModelCache(cache_root)
+    history = Path(args.history_db) if args.history_db else loaded.resolve(cfg.history_db)
+    out_root = Path(args.out) if args.out else Path("invguard-defenses")
+    prepared = []
+    for i in chosen:  # check everything before the first model is trained
+        system, dataset, built = prepare_system(loaded, i, cache)
+        system, _ = expand_attacks(system, built)
+        check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
+        prepared.append((i, system, dataset, built))
+
+    def step(message: str) -> None:
+        if not args.quiet:
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    results = {}
+    with HistoryStore(history) as store:
+        for i, system, dataset, built in prepared:
+            step(f"system {system.id}")
+            ev = evaluate_system_defenses(loaded, i, system, dataset, built, cache, store, step)
+            folder = out_root if len(prepared) == 1 else out_root / system.id
+            paths = write_defense_report(ev, folder)
+            results[system.id] = ev
+            if args.json:
+                continue
+            print(f"\n{system.id}: {ev.dataset} ({ev.arch or 'target'})")
+            print(render_text(ev))
+            print(f"report: {paths['html']}  (also {paths['json'].name}, {paths['png'].name})")
+    if args.json:
+        print(json.dumps({k: v.to_dict() for k, v in results.items()}, indent=2))
+    return EXIT_OK
+
+
+def add_defend_parser(sub: Any) -> None:
+    p = sub.add_parser("defend", help="measure defences: leakage drop against accuracy drop")
+    dsub = p.add_subparsers(dest="defend_command", required=True, metavar="COMMAND")
+    e = dsub.add_parser(
+        "evaluate",
+        help="train/wrap each defence, attack it, and recommend one within an accuracy budget",
+        description=(
+            "Without --config: the built-in suite on a reference model of the built-in faces. "
+            "With --config: the 'defenses:' section of each system."
+        ),
+    )
+    e.add_argument("-c", "--config", help="assessment configuration with 'defenses:' sections")
+    e.add_argument("--system", help="only this system id (with --config)")
+    e.add_argument(
+        "--data",
+        default="att-faces-private30",
+        choices=("att-faces-private30", "att-faces", "digits"),
+        help="built-in data (without --config; default att-faces-private30)",
+    )
+    e.add_argument(
+        "--arch", default="mlp", choices=("softmax", "mlp", "cnn"), help="reference architecture"
+    )
+    e.add_argument(
+        "--training",
+        action="append",
+        metavar="NAME[:k=v,...]",
+        help="a training-time defence, e.g. label-smoothing:alpha=-2 (repeatable)",
+    )
+    e.add_argument(
+        "--output",
+        action="append",
+        metavar="NAME[:k=v,...]",
+        help="an output defence, e.g. round:decimals=1 (repeatable)",
+    )
+    e.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=0.03,
+        help="accuracy budget, absolute (0.03 = 3 points; without --config)",
+    )
+    e.add_argument("--queries", type=int, default=None, help="query budget per black-box attack")
+    e.add_argument("--seed", type=int, default=0, help="seed of models and attacks")
+    e.add_argument("--out", help="report folder (default invguard-defenses)")
+    e.add_argument("--cache-dir", help="model cache folder")
+    e.add_argument("--history-db", help="history database (stored evaluations are reused)")
+    e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    e.set_defaults(handler=cmd_defend_evaluate)
+
+
+__all__ = ["add_defend_parser", "builtin_config", "cmd_defend_evaluate"]

@@ -1,0 +1,481 @@
+"""Measure each defence: test accuracy against the leakage of the attacks that fit it.
+
+For every candidate defence the evaluation builds the defended target, measures its test accuracy,
+runs the attacks that fit it and judges the reconstructions with the independent evaluation model:
+
+* training-time defences (:mod:`invguard.defenses.training`) retrain the same architecture on the
+  same data and face the *white-box* attacks (MI-FACE): whoever holds the weights;
+* output defences (:mod:`invguard.defenses.wrappers`) wrap the undefended target and face the
+  *black-box* attacks that their output still allows (scores: the zeroth-order score attack and
+  learned inversion; labels only: the label-only attack), since they only help against an API user.
+
+The undefended model faces both suites. A row's *leakage* is the highest attack top-1 among the
+attacks run on it; the Pareto front and the recommendation (lowest leakage within an accuracy budget,
+:func:`invguard.defenses.selection.recommend`) are computed on (test accuracy, leakage).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from invguard.attacks.base import Attack, InversionRequest
+from invguard.data.base import ImageDataset
+from invguard.defenses.selection import TradeOff, pareto_front, recommend
+from invguard.defenses.training import TrainingDefense
+from invguard.defenses.wrappers import OutputDefense
+from invguard.errors import InvalidParameterError, InvGuardError, check_float
+from invguard.metrics import Evaluator, evaluate_inversion
+from invguard.models.cache import ModelCache
+from invguard.targets.base import Capability, QueryCounter, Target
+from invguard.targets.pytorch import TorchTarget
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[str], None]
+"""``step(message)``: called before each defence is trained or attacked (drives a progress line)."""
+
+GALLERY_SIZE = 10
+
+
+@dataclass
+class AttackScore:
+    """One attack against one (defended) model, judged by the evaluation model."""
+
+    attack: str
+    top1: float
+    top5: float
+    knn_distance: float
+    queries: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class DefenseRow:
+    """One candidate: the undefended model (``kind='none'``), a training or an output defence."""
+
+    name: str
+    kind: str  # "none", "training" or "output"
+    defense: str
+    params: dict[str, Any]
+    description: str
+    test_accuracy: float | None = None
+    attacks: dict[str, AttackScore] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    gallery: NDArray[np.float32] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "defense": self.defense,
+            "params": self.params,
+            "description": self.description,
+            "test_accuracy": self.test_accuracy,
+            "attacks": {k: v.to_dict() for k, v in self.attacks.items()},
+            "train_seconds": round(self.train_seconds, 3),
+            "facts": self.facts,
+            "error": self.error,
+        }
+
+
+THREATS: dict[str, str] = {
+    "white-box": "the weights are exposed: white-box attacks against training-time defences",
+    "black-box": "only the prediction API is exposed: black-box attacks against output defences",
+}
+
+
+@dataclass
+class ThreatResult:
+    """One threat model's comparison: its candidates, Pareto front and recommendation."""
+
+    threat: str
+    attacks: list[str]
+    candidates: list[str]
+    pareto: list[str]
+    recommended: str | None
+    recommendation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "description": THREATS[self.threat]}
+
+
+@dataclass
+class DefenseEvaluation:
+    """The measured table and, per threat model, the Pareto front and the recommendation within
+    the accuracy budget."""
+
+    dataset: str
+    arch: str | None
+    num_classes: int
+    max_accuracy_drop: float
+    rows: list[DefenseRow]
+    threats: dict[str, ThreatResult]
+    seconds: float
+
+    @property
+    def baseline(self) -> DefenseRow:
+        return self.rows[0]
+
+    def row(self, name: str) -> DefenseRow:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def threat_for(self, access: str) -> ThreatResult | None:
+        """The comparison that answers a finding of this access level (None if not measured)."""
+        return self.threats.get("white-box" if access == "white-box" else "black-box")
+
+    def galleries(self) -> dict[str, NDArray[np.float32]]:
+        """Each row's strongest reconstructions, keyed by the row's position (for storage)."""
+        return {str(i): r.gallery for i, r in enumerate(self.rows) if r.gallery is not None}
+
+    @staticmethod
+    def from_dict(
+        d: dict[str, Any], galleries: dict[str, NDArray[np.float32]] | None = None
+    ) -> DefenseEvaluation:
+        """The evaluation back from :meth:`to_dict` (and :meth:`galleries`)."""
+        g = galleries or {}
+        rows = [
+            DefenseRow(
+                name=r["name"],
+                kind=r["kind"],
+                defense=r["defense"],
+                params=r["params"],
+                description=r["description"],
+                test_accuracy=r["test_accuracy"],
+                attacks={k: AttackScore(**v) for k, v in r["attacks"].items()},
+                train_seconds=float(r["train_seconds"]),
+                facts=r["facts"],
+                error=r["error"],
+                gallery=g.get(str(i)),
+            )
+            for i, r in enumerate(d["rows"])
+        ]
+        threats = {
+            k: ThreatResult(**{f: v[f] for f in ThreatResult.__dataclass_fields__})
+            for k, v in d["threats"].items()
+        }
+        return DefenseEvaluation(
+            dataset=d["dataset"],
+            arch=d["arch"],
+            num_classes=int(d["num_classes"]),
+            max_accuracy_drop=float(d["max_accuracy_drop"]),
+            rows=rows,
+            threats=threats,
+            seconds=float(d["seconds"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "chance": 1.0 / self.num_classes,
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "rows": [r.to_dict() for r in self.rows],
+            "threats": {k: v.to_dict() for k, v in self.threats.items()},
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def leakage(row: DefenseRow, attacks: Sequence[str]) -> float | None:
+    """The strongest of ``attacks``' top-1 on ``row`` (None when none of them ran on it)."""
+    return max((row.attacks[a].top1 for a in attacks if a in row.attacks), default=None)
+
+
+def compare(
+    threat: str, rows: Sequence[DefenseRow], attacks: Sequence[str], max_drop: float
+) -> ThreatResult | None:
+    """Compare, under one threat model, the undefended ``rows[0]`` with the rows of the fitting
+    kind (training defences for "white-box", output defences for "black-box") on (test accuracy,
+    strongest of ``attacks``' top-1): the Pareto front and the recommendation within ``max_drop``.
+    None when the undefended row was not measured with these attacks."""
+    base = rows[0]
+    if leakage(base, attacks) is None or base.test_accuracy is None:
+        return None
+    kind = "training" if threat == "white-box" else "output"
+    measured = [
+        r
+        for r in rows
+        if (r is base or r.kind == kind)
+        and leakage(r, attacks) is not None
+        and r.test_accuracy is not None
+    ]
+    points = [
+        TradeOff(r.name, float(r.test_accuracy or 0.0), float(leakage(r, attacks) or 0.0))
+        for r in measured
+    ]
+    front = [measured[i].name for i in pareto_front(points)]
+    pick = recommend(points, base.test_accuracy, max_drop)
+    recommended = None if pick is None else measured[pick].name
+    budget = f"{max_drop * 100:.1f} points of test accuracy"
+    if recommended is None or recommended == base.name:
+        text = (
+            f"No evaluated {kind} defence lowered the measured {threat} leakage within {budget}; "
+            "widen the budget or evaluate other defences (invguard defend evaluate)."
+        )
+    else:
+        rec = next(r for r in measured if r.name == recommended)
+        parts = [
+            f"{a} top-1 {base.attacks[a].top1:.3f} -> {rec.attacks[a].top1:.3f}"
+            for a in attacks
+            if a in rec.attacks and a in base.attacks
+        ]
+        text = (
+            f"Measured: {rec.name} ({kind} defence) gives the lowest {threat} leakage within "
+            f"{budget}: {'; '.join(parts)}, test accuracy {base.test_accuracy:.3f} -> "
+            f"{float(rec.test_accuracy or 0.0):.3f} (invguard defend evaluate)."
+        )
+    return ThreatResult(
+        threat=threat,
+        attacks=list(attacks),
+        candidates=[r.name for r in measured],
+        pareto=front,
+        recommended=recommended,
+        recommendation=text,
+    )
+
+
+class _Budgeted:
+    """A view of a target with its own query count and hard budget (one per black-box attack run),
+    so that every attack gets the same budget however many share the model behind it."""
+
+    def __init__(self, inner: Target, budget: int | None) -> None:
+        self.inner = inner
+        self._counter = QueryCounter(budget)
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self.inner.capabilities - {Capability.GRADIENTS}
+
+    @property
+    def num_classes(self) -> int:
+        return self.inner.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.inner.input_shape
+
+    @property
+    def queries(self) -> int:
+        return self._counter.count
+
+    def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        self._counter.charge(len(x))
+        return self.inner.predict(x)
+
+
+def _fits(attack: Attack, target: Target) -> bool:
+    return frozenset(attack.requires) <= target.capabilities
+
+
+def _accuracy(target: Target, dataset: ImageDataset) -> float | None:
+    """Test accuracy of ``target``'s answers (labels as the user sees them, after any defence)."""
+    if len(dataset.y_test) == 0:
+        return None
+    scores = np.asarray(target.predict(dataset.x_test))
+    return float(np.mean(scores.argmax(axis=1) == dataset.y_test))
+
+
+def _describe(defense: TrainingDefense | OutputDefense) -> str:
+    """A short name: the defence and the parameters that differ from their defaults."""
+    if not dataclasses.is_dataclass(defense):
+        return str(defense.name)
+    parts = []
+    for f in dataclasses.fields(defense):
+        v = getattr(defense, f.name)
+        if f.name == "recipe" or (f.default is not dataclasses.MISSING and v == f.default):
+            continue
+        if isinstance(v, tuple | list):
+            parts.append(" + ".join(_describe(d) for d in v))
+        else:
+            parts.append(f"{f.name}={v}")
+    if defense.name == "compose":
+        return parts[0] if parts else "compose"
+    return f"{defense.name}({', '.join(parts)})" if parts else str(defense.name)
+
+
+def _params(defense: TrainingDefense | OutputDefense) -> dict[str, Any]:
+    if dataclasses.is_dataclass(defense):
+        out = {}
+        for f in dataclasses.fields(defense):
+            v = getattr(defense, f.name)
+            if dataclasses.is_dataclass(v) and not isinstance(v, type):
+                v = dataclasses.asdict(v)
+            elif isinstance(v, tuple | list):
+                v = [_params(d) if dataclasses.is_dataclass(d) else d for d in v]
+            out[f.name] = v
+        return out
+    return {}
+
+
+def _attack_row(
+    row: DefenseRow,
+    target: Target,
+    attacks: Mapping[str, Attack],
+    dataset: ImageDataset,
+    evaluator: Evaluator,
+    request: InversionRequest,
+    seed: int,
+    query_budget: int | None,
+) -> None:
+    best = -1.0
+    for name, attack in attacks.items():
+        if not _fits(attack, target):
+            continue
+        white = Capability.GRADIENTS in attack.requires
+        view = target if white else _Budgeted(target, query_budget)
+        result = attack.run(view, request, rng=seed)
+        s = evaluate_inversion(result, evaluator, dataset).summary()
+        row.attacks[name] = AttackScore(
+            attack=name,
+            top1=s["top1_accuracy"],
+            top5=s["top5_accuracy"],
+            knn_distance=s["knn_distance"],
+            queries=result.queries,
+            seconds=result.seconds,
+        )
+        if s["top1_accuracy"] > best:
+            best = s["top1_accuracy"]
+            row.gallery = result.reconstructions[:GALLERY_SIZE]
+
+
+def evaluate_defenses(
+    dataset: ImageDataset,
+    baseline: Target,
+    *,
+    evaluator: Evaluator,
+    arch: str | None = None,
+    training: Sequence[TrainingDefense] = (),
+    output: Sequence[OutputDefense] = (),
+    white_box: Mapping[str, Attack],
+    black_box: Mapping[str, Attack],
+    auxiliary_images: NDArray[np.float32] | None = None,
+    public_data: ImageDataset | None = None,
+    cache: ModelCache | None = None,
+    seed: int = 0,
+    max_accuracy_drop: float = 0.03,
+    classes: Sequence[int] | None = None,
+    query_budget: int | None = None,
+    step: StepFn | None = None,
+) -> DefenseEvaluation:
+    """Measure ``baseline`` and every defence of ``training`` and ``output`` on ``dataset``.
+
+    ``arch`` is the reference architecture that training-time defences retrain (required when
+    ``training`` is not empty). ``white_box`` attacks run against the undefended model and the
+    training-defended models; ``black_box`` attacks run against the undefended model and each output
+    defence's wrapper whose output they fit. ``auxiliary_images`` (public, unlabelled) feed the
+    attacks that use them; ``public_data`` (labelled) feeds transfer learning. A defence that cannot
+    be trained on this data is reported with its error, not raised. ``query_budget`` caps every
+    black-box attack run (each gets its own count).
+    """
+    check_float("max_accuracy_drop", max_accuracy_drop, minimum=0.0, maximum=1.0)
+    if training and arch is None:
+        raise InvalidParameterError(
+            "The 'arch' parameter is required for training-time defences (the architecture to "
+            "retrain), got None"
+        )
+    started = time.perf_counter()
+    request = InversionRequest(classes=classes, auxiliary=auxiliary_images)
+    say = step or (lambda _msg: None)
+
+    base = DefenseRow(
+        name="none",
+        kind="none",
+        defense="none",
+        params={},
+        description="the undefended model",
+        test_accuracy=_accuracy(baseline, dataset),
+    )
+    say("undefended model")
+    _attack_row(
+        base, baseline, {**white_box, **black_box}, dataset, evaluator, request, seed, query_budget
+    )
+    rows = [base]
+
+    for d in training:
+        row = DefenseRow(
+            name=_describe(d),
+            kind="training",
+            defense=d.name,
+            params=_params(d),
+            description=(d.__doc__ or "").strip().splitlines()[0],
+        )
+        rows.append(row)
+        say(f"training {row.name}")
+        try:
+            assert arch is not None
+            defended = d.train(dataset, arch, seed=seed, cache=cache, auxiliary=public_data)
+        except InvGuardError as exc:
+            row.error = str(exc).splitlines()[0]
+            log.warning("defence %s could not be trained: %s", row.name, row.error)
+            continue
+        row.test_accuracy = defended.test_accuracy
+        row.train_seconds = defended.seconds
+        row.facts = defended.facts
+        target = TorchTarget(defended.model, input_shape=dataset.image_shape)
+        say(f"attacking {row.name}")
+        _attack_row(row, target, white_box, dataset, evaluator, request, seed, query_budget)
+
+    for o in output:
+        row = DefenseRow(
+            name=_describe(o),
+            kind="output",
+            defense=o.name,
+            params=_params(o),
+            description=o.describe(),
+        )
+        rows.append(row)
+        say(f"attacking {row.name}")
+        try:
+            wrapped = o.wrap(baseline)
+        except InvGuardError as exc:
+            row.error = str(exc).splitlines()[0]
+            continue
+        row.test_accuracy = _accuracy(wrapped, dataset)
+        fitting = {k: a for k, a in black_box.items() if _fits(a, wrapped)}
+        if not fitting:
+            row.error = "no black-box attack fits this output (add auxiliary data for label-only)"
+            continue
+        _attack_row(row, wrapped, fitting, dataset, evaluator, request, seed, query_budget)
+
+    threats = {}
+    for threat, suite in (("white-box", white_box), ("black-box", black_box)):
+        result = compare(threat, rows, list(suite), max_accuracy_drop)
+        if result is not None:
+            threats[threat] = result
+    return DefenseEvaluation(
+        dataset=dataset.name,
+        arch=arch,
+        num_classes=dataset.num_classes,
+        max_accuracy_drop=max_accuracy_drop,
+        rows=rows,
+        threats=threats,
+        seconds=time.perf_counter() - started,
+    )
+
+
+__all__ = [
+    "THREATS",
+    "AttackScore",
+    "DefenseEvaluation",
+    "DefenseRow",
+    "ThreatResult",
+    "compare",
+    "evaluate_defenses",
+    "leakage",
+]
