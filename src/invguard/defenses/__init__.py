@@ -7,18 +7,12 @@ Training-time defences (``defense.train(dataset, arch, seed=...) -> DefendedMode
 :func:`evaluate_defenses` measures them all as leakage against accuracy.
 """
 
-from invguard.defenses.evaluation import DefenseEvaluation, evaluate_defenses
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from invguard.defenses.selection import TradeOff, pareto_front, recommend
-from invguard.defenses.training import (
-    DPSGD,
-    MID,
-    TRAINING_DEFENSES,
-    BiDO,
-    DefendedModel,
-    LabelSmoothing,
-    TrainingDefense,
-    TransferLearning,
-)
 from invguard.defenses.wrappers import (
     OUTPUT_DEFENSES,
     Compose,
@@ -30,6 +24,47 @@ from invguard.defenses.wrappers import (
     RoundScores,
     TopK,
 )
+
+if TYPE_CHECKING:
+    from invguard.defenses.evaluation import DefenseEvaluation, evaluate_defenses
+    from invguard.defenses.training import (
+        DPSGD,
+        MID,
+        TRAINING_DEFENSES,
+        BiDO,
+        DefendedModel,
+        LabelSmoothing,
+        TrainingDefense,
+        TransferLearning,
+    )
+
+# Training defences and the evaluation load on first use: the output wrappers are imported by the
+# targets, which the training and evaluation modules themselves import (no import cycle, no torch
+# training code loaded for a plain output defence).
+_LAZY = {
+    **dict.fromkeys(("DefenseEvaluation", "evaluate_defenses"), "invguard.defenses.evaluation"),
+    **dict.fromkeys(
+        (
+            "DPSGD",
+            "MID",
+            "TRAINING_DEFENSES",
+            "BiDO",
+            "DefendedModel",
+            "LabelSmoothing",
+            "TrainingDefense",
+            "TransferLearning",
+        ),
+        "invguard.defenses.training",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'invguard.defenses' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DPSGD",
