@@ -100,7 +100,7 @@ def render_plot(ev: DefenseEvaluation) -> bytes:
     axes_list = list(np.atleast_1d(axes))
     for ax, t in zip(axes_list, threats, strict=False):
         pts = []
-        for name in t.candidates:
+        for i, name in enumerate(t.candidates):
             r = ev.row(name)
             x, y = leakage(r, t.attacks), r.test_accuracy
             if x is None or y is None:
@@ -110,7 +110,9 @@ def render_plot(ev: DefenseEvaluation) -> bytes:
             ax.scatter(
                 [x], [y], marker=marker, s=120 if r.kind == "none" else 60, c=colour, zorder=3
             )
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+            ax.annotate(
+                name, (x, y), textcoords="offset points", xytext=(6, 4 - 14 * (i % 2)), fontsize=7
+            )
         front = sorted((p for p in pts if p[0] in t.pareto), key=lambda p: p[2])
         if len(front) > 1:
             ax.plot(
