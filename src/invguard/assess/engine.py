@@ -382,6 +382,7 @@ def run_assessment(
                             "error": o.error,
                             "reused": s.key not in specs_by_key,
                             "seconds": round(o.seconds, 3),
+                            "queries": o.attack_summary.get("queries"),
                         }
                     )
                     if o.status != "ok":

@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from invguard.attacks.blackbox import MIFaceZO
+from invguard.attacks.label_only import BoundaryRepulsion
+from invguard.attacks.learned import LearnedInversion
 from invguard.attacks.miface import MIFace
 from invguard.errors import InvalidParameterError
 
@@ -38,6 +41,32 @@ ATTACK_REGISTRY: dict[str, AttackInfo] = {
         rule_id="IG-MI-001",
         title="Training identities reconstructed by white-box model inversion (MI-FACE)",
         iterations_field="max_iterations",
+    ),
+    "miface-zo": AttackInfo(
+        name="miface-zo",
+        cls=MIFaceZO,
+        access="black-box scores",
+        rule_id="IG-MI-002",
+        title="Training identities reconstructed through the prediction API's scores (black-box "
+        "MI-FACE)",
+        iterations_field="max_iterations",
+    ),
+    "learned": AttackInfo(
+        name="learned",
+        cls=LearnedInversion,
+        access="learned",
+        rule_id="IG-MI-003",
+        title="Training identities reconstructed by a learned inversion network (Yang et al. 2019)",
+        needs_auxiliary=True,
+    ),
+    "brep": AttackInfo(
+        name="brep",
+        cls=BoundaryRepulsion,
+        access="label-only",
+        rule_id="IG-MI-004",
+        title="Training identities reconstructed from predicted labels only (boundary repulsion)",
+        iterations_field="max_iterations",
+        needs_auxiliary=True,
     ),
 }
 

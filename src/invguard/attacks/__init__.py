@@ -1,8 +1,35 @@
-"""Model inversion attacks. Each is a frozen keyword-only config with ``run(target, request, *, rng)``."""
+"""Model inversion attacks. Each is a frozen keyword-only config with ``run(target, request, *, rng)``.
 
+* :class:`MIFace`: white-box (gradients).
+* :class:`MIFaceZO`: black-box scores, zeroth-order gradient estimates, counted in queries.
+* :class:`LearnedInversion`: an inversion network trained on auxiliary images' prediction vectors.
+* :class:`BoundaryRepulsion`: labels only, boundary repulsion in a latent space of auxiliary faces.
+"""
+
+# The targets package imports the output defences, which import this package's contract: load it
+# first so that ``import invguard.attacks`` works from a fresh interpreter.
+import invguard.targets  # noqa: F401  (import order)
 from invguard.attacks.base import Attack, AttackResult, InversionRequest, ProgressFn
+from invguard.attacks.blackbox import MIFaceZO
+from invguard.attacks.label_only import BoundaryRepulsion
+from invguard.attacks.learned import LearnedInversion
 from invguard.attacks.miface import MIFace
 
-ATTACKS: dict[str, type[MIFace]] = {"miface": MIFace}
+ATTACKS: dict[str, type[MIFace | MIFaceZO | LearnedInversion | BoundaryRepulsion]] = {
+    MIFace.name: MIFace,
+    MIFaceZO.name: MIFaceZO,
+    LearnedInversion.name: LearnedInversion,
+    BoundaryRepulsion.name: BoundaryRepulsion,
+}
 
-__all__ = ["ATTACKS", "Attack", "AttackResult", "InversionRequest", "MIFace", "ProgressFn"]
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "AttackResult",
+    "BoundaryRepulsion",
+    "InversionRequest",
+    "LearnedInversion",
+    "MIFace",
+    "MIFaceZO",
+    "ProgressFn",
+]

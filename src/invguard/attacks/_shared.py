@@ -29,6 +29,32 @@ def dct_matrix(n: int, k: int) -> torch.Tensor:
     return mat.float()
 
 
+def check_bounds(bounds: object) -> tuple[float, float]:
+    """Validate an attack's ``bounds``: a pair ``(low, high)`` of finite numbers with low < high."""
+    ok = (
+        isinstance(bounds, tuple)
+        and len(bounds) == 2
+        and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+        and all(math.isfinite(b) for b in bounds)
+        and bounds[0] < bounds[1]
+    )
+    if not ok:
+        raise InvalidParameterError(
+            f"The 'bounds' parameter must be (low, high) with low < high, got {bounds!r}"
+        )
+    assert isinstance(bounds, tuple)
+    return float(bounds[0]), float(bounds[1])
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Validate a boolean parameter, scikit-learn style."""
+    if not isinstance(value, bool):
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a bool, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
 def auxiliary_images(request: InversionRequest, target: Target, attack: str) -> FloatArray:
     """The request's auxiliary images as float32, checked against the target's input shape."""
     aux = request.auxiliary

@@ -16,8 +16,17 @@ number of non-zero scores seen in the target's answers, i.e. aligned to what the
 and encoded like the paper's inversion model encodes it: the log of each kept score relative to a
 floor, scaled to [0, 1], hidden scores as 0.
 
+The decoder (``decoder="mlp"``, the default) is one hidden ReLU layer of ``hidden`` units and a
+sigmoid per pixel; ``"conv"`` is a dense layer to a small feature map followed by transposed
+convolutions, closer to the paper's. On the AT&T faces (100 auxiliary images of 10 people) the
+convolutional decoder reached top-1 0.03-0.10 (full, top-3, rounded scores) against 0.10-0.20 for
+the MLP decoder, and trains several times slower on a CPU.
+
 A labels-only target is refused (``requires`` is ``SCORES``): its one-hot answers carry no more than
 the class, so the decoder could only learn one average image per predicted class.
+
+How far it gets is bounded by the auxiliary data: a decoder trained on 10 other people can only
+blend what those faces share with the target's classes (``benchmarks/bench_blackbox.py``).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from invguard.errors import check_choice, check_float, check_int
 from invguard.targets.base import Capability, QueryBudgetExceededError, Target, require
 
 ClassVector = Literal["onehot", "confident"]
+DecoderKind = Literal["mlp", "conv"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,9 +74,11 @@ class LearnedInversion:
 
     augment_copies: int = 20
     max_shift: int = 3
-    epochs: int = 60
+    epochs: int = 30
     batch_size: int = 64
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
+    decoder: DecoderKind = "mlp"
+    hidden: int = 512
     width: int = 8
     truncation: int | None = None
     score_floor: float = 1e-6
@@ -78,6 +90,8 @@ class LearnedInversion:
         check_int("epochs", self.epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
         check_float("learning_rate", self.learning_rate, minimum=0.0, min_inclusive=False)
+        check_choice("decoder", self.decoder, ("mlp", "conv"))
+        check_int("hidden", self.hidden, minimum=1)
         check_int("width", self.width, minimum=1)
         if self.truncation is not None:
             check_int("truncation", self.truncation, minimum=1)
@@ -118,11 +132,14 @@ class LearnedInversion:
                 break
         scores = torch.cat(answers) if answers else torch.zeros(0, c)
         images = images[: len(scores)]
-        seen = int((scores > 0).sum(1).max()) if len(scores) else c
+        if Capability.PROBABILITIES in target.capabilities or not len(scores):
+            seen = c  # full vectors (a probability may underflow to 0 without being hidden)
+        else:
+            seen = int((scores > 0).sum(1).max())
         m = min(self.truncation if self.truncation is not None else max(1, seen), c)
 
         # 2. Train the decoder.
-        decoder = _build_decoder(c, shape, self.width, tgen)
+        decoder = _build_decoder(c, shape, self.decoder, self.hidden, self.width, tgen)
         steps = 0
         losses: list[float] = []
         if len(scores):
@@ -196,7 +213,7 @@ class LearnedInversion:
                 opt.step()
                 sched.step()
                 steps += 1
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             losses.append(total / n)
             if progress is not None:
                 progress(epoch + 1, self.epochs)
@@ -238,6 +255,21 @@ def encode(scores: torch.Tensor, m: int, floor: float) -> torch.Tensor:
     scale = math.log(1.0 / floor)
     enc = (torch.log(kept.clamp_min(floor)) - math.log(floor)) / scale
     return torch.where(kept > 0, enc.clamp(0.0, 1.0), torch.zeros_like(enc))
+
+
+class _MLPDecoder(nn.Module):
+    """Prediction vector -> image: one hidden ReLU layer, a sigmoid output per pixel."""
+
+    def __init__(self, classes: int, shape: tuple[int, ...], hidden: int) -> None:
+        super().__init__()
+        self.shape = shape
+        self.net = nn.Sequential(
+            nn.Linear(classes, hidden), nn.ReLU(), nn.Linear(hidden, int(np.prod(shape)))
+        )
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = torch.sigmoid(self.net(v)).view(len(v), *self.shape)
+        return out
 
 
 class _Decoder(nn.Module):
@@ -285,11 +317,21 @@ class _Decoder(nn.Module):
 
 
 def _build_decoder(
-    classes: int, shape: tuple[int, ...], width: int, gen: torch.Generator
-) -> _Decoder:
+    classes: int,
+    shape: tuple[int, ...],
+    kind: DecoderKind,
+    hidden: int,
+    width: int,
+    gen: torch.Generator,
+) -> nn.Module:
     """Build the decoder without touching torch's global RNG; initialise it from ``gen``."""
+    decoder: nn.Module
     with torch.random.fork_rng(devices=[]):
-        decoder = _Decoder(classes, shape, width)
+        decoder = (
+            _MLPDecoder(classes, shape, hidden)
+            if kind == "mlp"
+            else _Decoder(classes, shape, width)
+        )
     with torch.no_grad():
         for mod in decoder.modules():
             if isinstance(mod, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):

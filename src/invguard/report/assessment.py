@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from invguard import __version__
-from invguard.assess.findings import CONTROL_RULES, JOB_FAILED_RULE, SEVERITY_RANK
+from invguard.assess.findings import CONTROL_RULES, JOB_FAILED_RULE, POSTURE_RULES, SEVERITY_RANK
 from invguard.assess.registry import ATTACK_REGISTRY
 from invguard.report.images import data_uri, png_bytes
 
@@ -80,6 +80,20 @@ def _rules() -> list[dict[str, Any]]:
                 "properties": {
                     "tags": ["security", "privacy", "declared-control"],
                     "precision": "low",
+                },
+            }
+        )
+    for rule, _, _, _ in POSTURE_RULES.values():
+        rules.append(
+            {
+                "id": rule.id,
+                "name": "".join(w.capitalize() for w in re.split(r"[^A-Za-z]+", rule.title) if w),
+                "shortDescription": {"text": rule.title},
+                "fullDescription": {"text": rule.help},
+                "helpUri": INFORMATION_URI,
+                "properties": {
+                    "tags": ["security", "privacy", "endpoint-posture"],
+                    "precision": "high",
                 },
             }
         )
