@@ -9,8 +9,11 @@ runs the attacks that fit it and judges the reconstructions with the independent
   *black-box* attacks that their output still allows (scores: the zeroth-order score attack and
   learned inversion; labels only: the label-only attack), since they only help against an API user.
 
-The undefended model faces both suites. A row's *leakage* is the highest attack top-1 among the
-attacks run on it; the Pareto front and the recommendation (lowest leakage within an accuracy budget,
+The undefended model faces both suites. Each threat model (weights exposed: the undefended model
+and the training defences against the white-box attacks; API only: the undefended model and the
+output defences against the black-box attacks) is compared on its own: a row's *leakage* is the
+highest top-1 of that threat's attacks on it; the Pareto front and the recommendation (lowest
+leakage within an accuracy budget, ties broken by the mean top-1 over the attacks,
 :func:`invguard.defenses.selection.recommend`) are computed on (test accuracy, leakage).
 """
 
@@ -203,7 +206,8 @@ def compare(
     """Compare, under one threat model, the undefended ``rows[0]`` with the rows of the fitting
     kind (training defences for "white-box", output defences for "black-box") on (test accuracy,
     strongest of ``attacks``' top-1): the Pareto front and the recommendation within ``max_drop``.
-    None when the undefended row was not measured with these attacks."""
+    None when the undefended row was not measured with these attacks or no defence of the kind
+    was."""
     base = rows[0]
     if leakage(base, attacks) is None or base.test_accuracy is None:
         return None
@@ -215,12 +219,17 @@ def compare(
         and leakage(r, attacks) is not None
         and r.test_accuracy is not None
     ]
+    if len(measured) < 2:
+        return None  # no defence of this kind was measured: nothing to compare
     points = [
         TradeOff(r.name, float(r.test_accuracy or 0.0), float(leakage(r, attacks) or 0.0))
         for r in measured
     ]
     front = [measured[i].name for i in pareto_front(points)]
-    pick = recommend(points, base.test_accuracy, max_drop)
+    mean = [
+        float(np.mean([r.attacks[a].top1 for a in attacks if a in r.attacks])) for r in measured
+    ]
+    pick = recommend(points, base.test_accuracy, max_drop, tiebreak=mean)
     recommended = None if pick is None else measured[pick].name
     budget = f"{max_drop * 100:.1f} points of test accuracy"
     if recommended is None or recommended == base.name:

@@ -35,11 +35,16 @@ def pareto_front(points: Sequence[TradeOff]) -> list[int]:
 
 
 def recommend(
-    points: Sequence[TradeOff], baseline_accuracy: float, max_accuracy_drop: float
+    points: Sequence[TradeOff],
+    baseline_accuracy: float,
+    max_accuracy_drop: float,
+    tiebreak: Sequence[float] | None = None,
 ) -> int | None:
     """The defence with the lowest leakage among those losing at most ``max_accuracy_drop`` of
-    test accuracy (absolute, e.g. 0.03 = 3 points); ties go to the more accurate. None if none fits.
+    test accuracy (absolute, e.g. 0.03 = 3 points); ties go to the lower ``tiebreak`` value (e.g.
+    the mean leakage over all attacks), then to the more accurate. None if none fits.
     """
+    tb = list(tiebreak) if tiebreak is not None else [0.0] * len(points)
     ok = [
         i
         for i, p in enumerate(points)
@@ -47,4 +52,4 @@ def recommend(
     ]
     if not ok:
         return None
-    return min(ok, key=lambda i: (points[i].leakage, -points[i].accuracy))
+    return min(ok, key=lambda i: (points[i].leakage, tb[i], -points[i].accuracy))
