@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -130,9 +131,18 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     retry for half a minute and log every attempt). Probes Ray's ``GetClusterId`` gRPC method."""
     if "://" in address or address in ("auto", "local") or ":" not in address:
         return  # Ray Client (ray://) and auto-discovery speak other protocols
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"--ray-address: no Ray cluster answers at {address!r} (UNAVAILABLE: {reason})"
+        ) from exc
     try:
         import grpc
-    except ImportError:  # pragma: no cover - grpcio comes with ray
+    except ImportError:  # grpcio comes only with ray[default]: the TCP check above must do
         return
     channel = grpc.insecure_channel(address)
     call = channel.unary_unary(
