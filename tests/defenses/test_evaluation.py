@@ -178,3 +178,23 @@ def test_real_evaluation_on_digits_softmax(
     data = json.loads(paths["json"].read_text())
     assert data["threats"]["white-box"]["recommended"] == "none"
     assert np.isclose(data["chance"], 0.1)
+
+
+def test_an_attack_that_cannot_run_is_reported_on_its_row(
+    digits: ImageDataset, digits_softmax: TorchTarget, digits_evaluator: Evaluator
+) -> None:
+    """The label-only attack needs auxiliary images; without them its failure is recorded on the
+    row and the evaluation goes on."""
+    from invguard.attacks import BoundaryRepulsion
+
+    ev = evaluate_defenses(
+        digits,
+        digits_softmax,
+        evaluator=digits_evaluator,
+        output=[LabelOnly()],
+        white_box={},
+        black_box={"brep": BoundaryRepulsion()},
+    )
+    assert (ev.rows[0].error or "").startswith("brep: ")
+    assert ev.row("label_only").attacks == {}
+    assert ev.threats == {}

@@ -348,7 +348,15 @@ def _attack_row(
             continue
         white = Capability.GRADIENTS in attack.requires
         view = target if white else _Budgeted(target, query_budget)
-        result = attack.run(view, request, rng=seed)
+        try:
+            result = attack.run(view, request, rng=seed)
+        except InvGuardError as exc:  # e.g. an endpoint that fails mid-way: keep the others
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            row.error = (
+                f"{name}: {reason}" if row.error is None else f"{row.error}; {name}: {reason}"
+            )
+            log.warning("attack %s on %s failed: %s", name, row.name, reason)
+            continue
         s = evaluate_inversion(result, evaluator, dataset).summary()
         row.attacks[name] = AttackScore(
             attack=name,
