@@ -375,6 +375,9 @@ def cmd_assess(args: argparse.Namespace) -> int:
             use_audit=not args.no_audit,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
             progress=progress,
+            defense_progress=None
+            if args.quiet
+            else (lambda msg: print(f"  defences: {msg}", file=sys.stderr, flush=True)),
         )
     finally:
         executor.close()
