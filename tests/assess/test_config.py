@@ -39,7 +39,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
         ("params: {}", "params: {tv_wieght: 0.1}",
          "unknown parameter 'tv_wieght' for attack 'miface'"),
         ("budget: {iterations: 1000, seconds: 300}", "budget: {iterations: 0}",
-         "systems[0].attacks[0].budget.iterations: Input should be greater than or equal to 1"),
+         "systems[0].attacks[0].budget.iterations: input should be greater than or equal to 1, got 0"),
         ("  - id: faces-softmax", "  - id: faces-mlp", "system id 'faces-mlp' is used twice"),
         ("data: {builtin: att-faces}", "data: {builtin: celeba}", "systems[0].data"),
         ("      reference: {arch: mlp, seed: 0}", "      arch: mlp",

@@ -7,7 +7,6 @@ Relative paths in the file are resolved against the file's folder.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from invguard.config_errors import friendly_error
 from invguard.errors import InvGuardError
 
 CONFIG_VERSION = 1
@@ -334,16 +334,6 @@ class LoadedConfig:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 # pydantic adds the tag of the union member to the location; strip those for readability
 _UNION_TAGS = {
     "BuiltinAuxiliary",
@@ -358,70 +348,7 @@ _UNION_TAGS = {
 
 
 def _friendly(err: Any, raw: Any) -> str:
-    loc = tuple(p for p in err["loc"] if p not in _UNION_TAGS)
-    path = _loc(loc)
-    typ = err["type"]
-    msg = str(err["msg"])
-    if typ == "extra_forbidden":
-        field = str(loc[-1]) if loc else "?"
-        known = _known_fields(raw, loc[:-1])
-        hint = difflib.get_close_matches(field, known, n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        if known:
-            suggestion += f"; expected one of: {', '.join(sorted(known))}"
-        return f"{path}: unknown field{suggestion}"
-    if typ == "missing":
-        return f"{path}: required field missing"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    got = err.get("input")
-    if typ in (
-        "int_type",
-        "int_parsing",
-        "float_type",
-        "float_parsing",
-        "string_type",
-        "bool_type",
-    ):
-        return f"{path}: {msg.lower()}, got {got!r}"
-    if typ == "literal_error":
-        return f"{path}: {msg.lower()}, got {got!r}"
-    return f"{path}: {msg}" if path else msg
-
-
-def _known_fields(raw: Any, loc: tuple[int | str, ...]) -> list[str]:
-    """Field names valid at ``loc`` (for 'did you mean' hints), found by walking the schema."""
-    model: Any = AssessmentConfig
-    node: Any = raw
-    for part in loc:
-        if isinstance(part, int):
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            continue
-        node = node.get(part) if isinstance(node, dict) else None
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = _inner_model(field.annotation, node)
-    fields = getattr(model, "model_fields", None)
-    return list(fields) if fields else []
-
-
-def _inner_model(annotation: Any, node: Any) -> Any:
-    import typing
-
-    args = typing.get_args(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    candidates = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-    for a in args:
-        candidates += [
-            b for b in typing.get_args(a) if isinstance(b, type) and issubclass(b, BaseModel)
-        ]
-    if len(candidates) > 1 and isinstance(node, dict):
-        keys = set(node)
-        best = max(candidates, key=lambda c: len(keys & set(c.model_fields)))
-        return best
-    return candidates[0] if candidates else None
+    return friendly_error(err, raw, AssessmentConfig, is_union_tag=lambda p: p in _UNION_TAGS)
 
 
 def load_config(path: str | Path) -> LoadedConfig:

@@ -9,16 +9,15 @@ for the upstream endpoint and the webhook are read from environment variables (`
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from invguard.config_errors import friendly_error
 from invguard.errors import InvGuardError
 
 CONFIG_VERSION = 1
@@ -446,16 +445,6 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 def _is_union_tag(part: int | str) -> bool:
     """pydantic adds union members' tags to error locations; they are not field names."""
     if isinstance(part, int):
@@ -467,92 +456,19 @@ def _is_union_tag(part: int | str) -> bool:
     )
 
 
+def _plain_key_hint(loc: tuple[int | str, ...]) -> str | None:
+    if loc and str(loc[-1]) in ("key", "api_key", "secret", "token") and "keys" in loc:
+        return (
+            "plain-text API keys are not accepted; store only the key's SHA-256 digest as "
+            "'sha256' (make one with 'invguard gateway hash-key')"
+        )
+    return None
+
+
 def _friendly(err: Any, raw: Any) -> str:
-    loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-    path = _loc(loc)
-    typ = err["type"]
-    msg = str(err["msg"])
-    if typ == "extra_forbidden":
-        field = str(loc[-1]) if loc else "?"
-        if field in ("key", "api_key", "secret", "token") and "keys" in loc:
-            return (
-                f"{path}: plain-text API keys are not accepted; store only the key's SHA-256 "
-                "digest as 'sha256' (make one with 'invguard gateway hash-key')"
-            )
-        known = _known_fields(raw, loc[:-1])
-        hint = difflib.get_close_matches(field, known, n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        if known:
-            suggestion += f"; expected one of: {', '.join(sorted(known))}"
-        return f"{path}: unknown field{suggestion}"
-    if typ == "missing":
-        return f"{path}: required field missing"
-    if typ == "union_tag_invalid" or typ == "union_tag_not_found":
-        got = err.get("input")
-        tag = got.get("type") if isinstance(got, dict) else None
-        expected = err.get("ctx", {}).get("expected_tags", "")
-        if typ == "union_tag_not_found":
-            return f"{path}.type: required field missing (expected one of: {expected})"
-        return f"{path}.type: unknown type {tag!r} (expected one of: {expected})"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    got = err.get("input")
-    if typ in (
-        "int_type",
-        "int_parsing",
-        "float_type",
-        "float_parsing",
-        "string_type",
-        "bool_type",
-        "bool_parsing",
-        "literal_error",
-        "greater_than",
-        "greater_than_equal",
-        "less_than",
-        "less_than_equal",
-        "string_pattern_mismatch",
-    ):
-        return f"{path}: {msg[:1].lower() + msg[1:]}, got {got!r}"
-    return f"{path}: {msg}" if path else msg
-
-
-def _known_fields(raw: Any, loc: tuple[int | str, ...]) -> list[str]:
-    """Field names valid at ``loc`` (for 'did you mean' hints), found by walking the schema."""
-    model: Any = GatewayConfig
-    node: Any = raw
-    for part in loc:
-        if isinstance(part, int):
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            continue
-        node = node.get(part) if isinstance(node, dict) else None
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = _inner_model(field.annotation, node)
-    fields = getattr(model, "model_fields", None)
-    return list(fields) if fields else []
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    out: list[type[BaseModel]] = []
-    for arg in typing.get_args(annotation):
-        out += _models_in(arg)
-    return out
-
-
-def _inner_model(annotation: Any, node: Any) -> Any:
-    candidates = _models_in(annotation)
-    if len(candidates) > 1 and isinstance(node, dict):
-        tag = node.get("type")
-        for c in candidates:
-            field = c.model_fields.get("type")
-            if field is not None and tag in typing.get_args(field.annotation):
-                return c
-        keys = set(node)
-        return max(candidates, key=lambda c: len(keys & set(c.model_fields)))
-    return candidates[0] if candidates else None
+    return friendly_error(
+        err, raw, GatewayConfig, is_union_tag=_is_union_tag, unknown_field_hint=_plain_key_hint
+    )
 
 
 def parse_gateway_config(raw: Any, path: Path | None = None) -> LoadedGatewayConfig:
