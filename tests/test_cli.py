@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from invguard.cli import main
+from invguard.models import ModelCache
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -21,9 +22,11 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 
 
 @pytest.fixture(scope="module")
-def digits_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def digits_model(
+    tmp_path_factory: pytest.TempPathFactory, model_cache: ModelCache
+) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("cli")
-    cache = root / "cache"
+    cache = model_cache.root  # the session's cache: the judges are trained once
     path = root / "digits-mlp.safetensors"
     assert main(["train", "--arch", "mlp", "--dataset", "digits", "--out", str(path),
                  "--cache-dir", str(cache), "-q"]) == 0  # fmt: skip
@@ -41,10 +44,12 @@ def test_train_then_attack_writes_a_report(
         capsys,
     )  # fmt: skip
     assert code == 0
-    assert "attack accuracy top-1" in stdout
+    assert "VERDICT top-1" in stdout
     data = json.loads((out / "report.json").read_text())
     assert [r["class"] for r in data["per_class"]] == [0, 1, 2, 3, 4, 9]
     assert data["metrics"]["top1_accuracy"] >= 0.8
+    assert data["judgement"]["verdict_top1"] >= 0.8
+    assert data["dataset"]["source"] == "digits"
     assert data["target"]["source"] == str(model)
     assert (out / "report.html").stat().st_size > 5000
 

@@ -1,8 +1,10 @@
 """The short Python API: invert a model, judge the result, write a report.
 
->>> from invguard.api import invert, judge
+>>> from invguard.api import invert, judge, verdict
 >>> result = invert(my_model, input_shape=(1, 56, 46), rng=0)          # doctest: +SKIP
 >>> metrics = judge(result, dataset)                                    # doctest: +SKIP
+>>> judgement = verdict(result, dataset, target=my_model)              # doctest: +SKIP
+>>> judgement.summary()["verdict_top1"]                                 # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from invguard.attacks.base import Attack, AttackResult, InversionRequest, ProgressFn
 from invguard.attacks.miface import MIFace
 from invguard.data.base import ImageDataset
+from invguard.judges import Judgement, JudgePanel, judge_run, reference_panel
 from invguard.metrics.evaluate import Evaluator, InversionMetrics, evaluate_inversion
 from invguard.models.cache import ModelCache
 from invguard.models.training import ProgressFn as TrainProgressFn
@@ -98,6 +101,25 @@ def judge(
     return evaluate_inversion(result, evaluator, dataset)
 
 
+def verdict(
+    result: AttackResult,
+    dataset: ImageDataset,
+    *,
+    target: nn.Module | Target | None = None,
+    panel: JudgePanel | None = None,
+    cache: ModelCache | None = None,
+) -> Judgement:
+    """Every judge, the calibration rows and the verdict for ``result`` (see :mod:`invguard.judges`).
+
+    With ``target`` (the attacked model) the artefact row is crafted against it.
+    """
+    if panel is None:
+        panel, _, _ = reference_panel(dataset, cache=cache)
+    if isinstance(target, nn.Module):
+        target = TorchTarget(target, input_shape=dataset.image_shape)
+    return judge_run(panel, dataset, result.reconstructions, result.classes, target)
+
+
 def write_report(
     out_dir: str | Path,
     *,
@@ -106,6 +128,7 @@ def write_report(
     dataset: ImageDataset,
     target_info: dict[str, Any],
     evaluator_info: dict[str, Any],
+    judgement: Judgement | None = None,
     title: str = "InvGuard model inversion report",
 ) -> dict[str, Path]:
     """Write the HTML, JSON and gallery of one run into ``out_dir``."""
@@ -116,5 +139,6 @@ def write_report(
         evaluator=evaluator_info,
         result=result,
         metrics=metrics,
+        judgement=judgement,
     )
     return report.write(out_dir)

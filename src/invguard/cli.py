@@ -131,12 +131,13 @@ def _miface_from_args(args: argparse.Namespace) -> Any:
 def _print_summary(summary: dict[str, Any], paths: dict[str, Path] | None, header: str) -> None:
     m = summary["metrics"]
     a = summary["attack"]
-    lines = [
-        header,
-        f"  attack accuracy top-1   {m['top1_accuracy']:.3f}   (chance {m['chance_top1']:.3f})",
-        f"  attack accuracy top-5   {m['top5_accuracy']:.3f}   (chance {m['chance_top5']:.3f})",
-        f"  KNN feature distance    {m['knn_distance']:.2f}",
-        f"  SSIM / PSNR             {m['ssim']:.3f} / {m['psnr']:.2f} dB",
+    lines = [header]
+    j = summary.get("judgement")
+    if j is not None:
+        lines += _judgement_lines(j)
+    lines += [
+        f"  evaluation model        top-1 {m['top1_accuracy']:.3f}, top-5 {m['top5_accuracy']:.3f}, "
+        f"KNN {m['knn_distance']:.2f}, SSIM {m['ssim']:.3f}, PSNR {m['psnr']:.2f} dB",
         f"  target confidence       {m['target_confidence']:.3f}",
         f"  cost                    {a['queries']} queries, {a['seconds']:.2f} s",
     ]
@@ -144,6 +145,38 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path] | None, heade
         lines.append(f"report: {paths['html']}")
         lines.append(f"json:   {paths['json']}")
     print("\n".join(lines))
+
+
+def _judgement_lines(j: dict[str, Any]) -> list[str]:
+    """The verdict, each judge and the calibration rows as a small table."""
+    names = list(j["judges"])
+    width = max(12, *(len(n) for n in names))
+    lines = [
+        f"  VERDICT top-1 {j['verdict_top1']:.3f} ({j['identities_reconstructed']} of "
+        f"{j['identities']} identities; chance {j['chance_top1']:.3f}), top-5 "
+        f"{j['verdict_top5']:.3f}; all judges agree on {j['unanimous_top1']:.3f}"
+        + ("  [degraded: < 2 reliable judges]" if j["degraded"] else ""),
+        "  "
+        + "image set".ljust(14)
+        + "".join(n.rjust(width + 2) for n in names)
+        + "verdict".rjust(9),
+    ]
+
+    def row(label: str, per: dict[str, Any], verdict: float) -> str:
+        cells = "".join(f"{per[n]['top1']:.3f}".rjust(width + 2) for n in names)
+        return "  " + label.ljust(14) + cells + f"{verdict:.3f}".rjust(9)
+
+    lines.append(row("reconstructed", j["judges"], j["verdict_top1"]))
+    for name, c in j["calibration"].items():
+        lines.append(row(name, c["judges"], c["verdict_top1"]))
+    lines.append(
+        "  "
+        + "status".ljust(14)
+        + "".join(j["judges"][n]["status"].rjust(width + 2) for n in names)
+    )
+    for n in j.get("notes", []):
+        lines.append(f"  note: {n}")
+    return lines
 
 
 def _run_and_report(
@@ -155,15 +188,16 @@ def _run_and_report(
     attack: Any,
     classes: list[int] | None,
     title: str,
+    dataset_source: str | None = None,
 ) -> int:
-    from invguard.api import reference_evaluator
     from invguard.attacks import InversionRequest
+    from invguard.judges import judge_run, reference_panel
     from invguard.metrics import evaluate_inversion
     from invguard.report import InversionReport
     from invguard.targets import TorchTarget
 
     show = not args.quiet
-    evaluator, ev_info = reference_evaluator(
+    panel, evaluator, ev_info = reference_panel(
         dataset, cache=_cache(args), progress=_progress("training evaluation model", show)
     )
     target = TorchTarget(model, input_shape=dataset.image_shape)
@@ -173,13 +207,20 @@ def _run_and_report(
     result = attack.run(
         target, request, rng=args.seed, progress=_progress(f"inverting with {attack.name}", show)
     )
+    if show:
+        print(
+            "judging: every judge on the reconstructions and the calibration rows", file=sys.stderr
+        )
+    judgement = judge_run(panel, dataset, result.reconstructions, result.classes, target)
     report = InversionReport(
         title=title,
         dataset=dataset,
         target=target_info,
-        evaluator=ev_info,
+        evaluator={"name": "evalnet", **ev_info},
         result=result,
         metrics=evaluate_inversion(result, evaluator, dataset),
+        judgement=judgement,
+        dataset_source=dataset_source,
     )
     paths = report.write(args.out)
     _print_summary(
@@ -247,6 +288,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         attack=_miface_from_args(args),
         classes=None,
         title=f"InvGuard demo: MI-FACE against the {args.target} face classifier",
+        dataset_source="att-faces",
     )
     if not args.quiet:
         print(f"done in {time.perf_counter() - started:.1f} s")
@@ -283,6 +325,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         attack=_miface_from_args(args),
         classes=args.classes,
         title=f"InvGuard: {args.attack} against {Path(args.model).name}",
+        dataset_source=args.dataset if args.image_size is None else None,
     )
 
 
@@ -290,6 +333,104 @@ def _test_accuracy(model: Any, dataset: Any) -> float:
     from invguard.models.training import accuracy
 
     return accuracy(model, dataset.x_test, dataset.y_test)
+
+
+def _load_recons(path: Path, shape: tuple[int, int, int]) -> Any:
+    """RECONS.npy (or .npz with 'x'): float32 (n, c, h, w) in [0, 1], checked field by field."""
+    import numpy as np
+
+    if not path.is_file():
+        raise InvalidParameterError(f"reconstructions file not found: {path}")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        arr = loaded["x"] if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidParameterError(
+            f"{path} is not a .npy array (or .npz with 'x') readable without pickle: {exc}"
+        ) from exc
+    arr = np.asarray(arr)
+    if arr.ndim != 4 or tuple(arr.shape[1:]) != shape:
+        c, h, w = shape
+        raise InvalidParameterError(
+            f"reconstructions must have shape (n, {c}, {h}, {w}) for this data set, got {arr.shape}"
+        )
+    if arr.shape[0] == 0:
+        raise InvalidParameterError("reconstructions: the file holds no images")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InvalidParameterError(
+            f"reconstructions must be float values in [0, 1], got {arr.dtype}"
+        )
+    if not np.isfinite(arr).all():
+        raise InvalidParameterError("reconstructions contain NaN or infinite values")
+    if float(arr.min()) < 0.0 or float(arr.max()) > 1.0:
+        raise InvalidParameterError(
+            f"reconstruction values must lie in [0, 1], got [{float(arr.min()):.3g}, "
+            f"{float(arr.max()):.3g}]"
+        )
+    return arr.astype(np.float32)
+
+
+def _load_labels(path: Path | None, n: int, num_classes: int) -> Any:
+    import numpy as np
+
+    if path is None:
+        if n > num_classes:
+            raise InvalidParameterError(
+                f"--labels is required: {n} reconstructions but only {num_classes} classes"
+            )
+        return np.arange(n, dtype=np.int64)
+    if not path.is_file():
+        raise InvalidParameterError(f"--labels file not found: {path}")
+    try:
+        lab = np.asarray(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise InvalidParameterError(f"--labels {path} is not a .npy array: {exc}") from exc
+    if lab.shape != (n,):
+        raise InvalidParameterError(f"--labels must have shape ({n},), got {lab.shape}")
+    if not np.issubdtype(lab.dtype, np.integer):
+        raise InvalidParameterError(f"--labels must be integer class indices, got {lab.dtype}")
+    if lab.size and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
+        bad = int(lab[(lab < 0) | (lab >= num_classes)][0])
+        raise InvalidParameterError(
+            f"--labels: class {bad} is out of range: the data set has {num_classes} classes "
+            f"(0 to {num_classes - 1})"
+        )
+    return lab.astype(np.int64)
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    """Judge any tool's reconstructions with every judge, the calibration rows and the verdict."""
+    import json
+
+    from invguard.judges import judge_images, reference_panel, run_calibration
+    from invguard.models import train_target
+    from invguard.targets import TorchTarget
+
+    dataset = _load_dataset(args.dataset, args.image_size)
+    recons = _load_recons(Path(args.recons), dataset.image_shape)
+    labels = _load_labels(
+        Path(args.labels) if args.labels else None, len(recons), dataset.num_classes
+    )
+    show = not args.quiet
+    cache = _cache(args)
+    panel, _, _ = reference_panel(
+        dataset, cache=cache, progress=_progress("training evaluation model", show)
+    )
+    surrogate = train_target(dataset, "mlp", seed=args.seed, cache=cache)
+    cal = run_calibration(
+        dataset,
+        labels,
+        None,
+        surrogate=TorchTarget(surrogate.model, input_shape=dataset.image_shape),
+        surrogate_name="InvGuard's reference MLP trained on the same private images",
+    )
+    summary = judge_images(panel, recons, labels, cal).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    print(f"InvGuard {__version__} - {len(recons)} reconstructions judged against {dataset.name}")
+    print("\n".join(_judgement_lines(summary)))
+    return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -480,6 +621,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_miface(p)
     p.set_defaults(handler=cmd_attack)
 
+    p = sub.add_parser(
+        "judge", help="judge reconstructions from any tool with every judge and the verdict"
+    )
+    p.add_argument("recons", help="RECONS.npy: float32 (n, c, h, w) in [0, 1]")
+    p.add_argument(
+        "--dataset",
+        choices=("att-faces", "att-faces-full", "att-faces-private30", "digits"),
+        default="att-faces",
+        help="the private data the reconstructions are of (default att-faces, 46x56)",
+    )
+    p.add_argument("--image-size", type=_parse_size, help="AT&T faces size WxH, e.g. 92x112")
+    p.add_argument("--labels", help="L.npy: the class of each reconstruction (default 0..n-1)")
+    p.add_argument("--json", action="store_true", help="print the judgement as JSON")
+    _add_common(p)
+    p.set_defaults(handler=cmd_judge)
+
     p = sub.add_parser("train", help="train a reference target model and save it")
     p.add_argument("--arch", required=True, choices=("softmax", "mlp", "cnn"))
     p.add_argument(
@@ -522,10 +679,12 @@ def build_parser() -> argparse.ArgumentParser:
     from invguard.audit.cli import add_audit_parser
     from invguard.defenses.cli import add_defend_parser
     from invguard.gateway.cli import add_serve_parser
+    from invguard.review.cli import add_review_parser
     from invguard.tabular.cli import add_tabular_parser
 
     add_audit_parser(sub)
     add_defend_parser(sub)
+    add_review_parser(sub)
     add_serve_parser(sub)
     add_tabular_parser(sub)
     return parser

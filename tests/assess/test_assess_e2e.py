@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from invguard.api import verdict
 from invguard.assess.findings import measure_leakage, severity_of
 from invguard.attacks import InversionRequest, MIFace
 from invguard.cli import main
@@ -55,6 +56,7 @@ def test_findings_match_the_measured_metrics(
     faces_mlp: TrainedModel,
     faces_softmax: TrainedModel,
     faces_evaluator: Evaluator,
+    model_cache: ModelCache,
 ) -> None:
     _, report = assessed
     for system, model in (("faces-mlp", faces_mlp), ("faces-softmax", faces_softmax)):
@@ -65,8 +67,14 @@ def test_findings_match_the_measured_metrics(
             TorchTarget(model.model, input_shape=faces.image_shape), InversionRequest(), rng=0
         )
         direct = evaluate_inversion(result, faces_evaluator, faces).summary()
-        assert ev["top1_accuracy"] == pytest.approx(direct["top1_accuracy"])
+        assert ev["evaluation_model_top1"] == pytest.approx(direct["top1_accuracy"])
         assert ev["knn_distance"] == pytest.approx(direct["knn_distance"], rel=1e-4)
+        # the finding's number is the judges' verdict, with every judge and calibration row shown
+        judged = verdict(result, faces, target=model.model, cache=model_cache).summary()
+        assert ev["top1_accuracy"] == pytest.approx(judged["verdict_top1"])
+        assert set(ev["judges"]) == set(judged["judges"])
+        assert ev["calibration"]["artefacts"]["verdict_top1"] <= 0.05
+        assert ev["calibration"]["held_out"]["verdict_top1"] >= 0.9
         # severity and risk follow the documented rules
         leak = measure_leakage(ev["top1_accuracy"], 40, ev["identities_attacked"])
         assert finding["severity"] == severity_of(leak)
@@ -95,12 +103,12 @@ def test_gate_exit_codes_history_and_reuse(
     assert main([*base, "--fail-on", "none"]) == 0
     out = capsys.readouterr().out
     assert "2 jobs, 2 reused" in out
-    assert "(was 0.92 in run 1, +0.00)" in out
+    assert "(was 1.00 in run 1, +0.00)" in out
     assert main([*base, "--fail-on", "critical"]) == 1
     assert main(["history", "--history-db", str(root / "invguard-history.db")]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("run ")]
     assert len(lines) == 3
-    assert "faces-mlp 0.92 critical" in lines[0]
+    assert "faces-mlp 1.00 critical" in lines[0]
     assert main(["audit", "verify", "--audit-db", str(root / "invguard-audit.db")]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
     assert main(["audit", "log", "--audit-db", str(root / "invguard-audit.db"), "--action",

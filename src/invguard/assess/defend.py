@@ -24,6 +24,7 @@ from invguard.defenses.training import (
 )
 from invguard.defenses.wrappers import OUTPUT_DEFENSES, Compose, OutputDefense
 from invguard.errors import InvalidParameterError
+from invguard.judges import JudgePanel, reference_panel
 
 if TYPE_CHECKING:
     from invguard.assess.config import (
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from invguard.metrics import Evaluator
     from invguard.models import ModelCache
 
-EVALUATION_FORMAT = 1
+EVALUATION_FORMAT = 2  # judged by the judge panel's verdict
 
 # The defences `invguard defend evaluate` measures when no config lists any: the settings measured in
 # benchmarks/eval_training_defenses.py, positive smoothing for comparison, and the output defences.
@@ -235,6 +236,7 @@ def run_system_defenses(
     cache: ModelCache,
     auxiliary_images: np.ndarray | None,
     step: StepFn | None = None,
+    panel: JudgePanel | None = None,
 ) -> DefenseEvaluation:
     """Evaluate the system's ``defenses:`` section against its attack suites."""
     from invguard.defenses.evaluation import evaluate_defenses
@@ -253,6 +255,7 @@ def run_system_defenses(
         dataset,
         built.target,
         evaluator=evaluator,
+        panel=panel,
         arch=target_arch(system),
         training=training,
         output=output,
@@ -279,7 +282,6 @@ def evaluate_system_defenses(
     step: StepFn | None = None,
 ) -> DefenseEvaluation:
     """The system's defence evaluation: from the history file when stored, measured otherwise."""
-    from invguard.api import reference_evaluator
     from invguard.assess.systems import load_auxiliary
     from invguard.defenses.evaluation import DefenseEvaluation
 
@@ -302,7 +304,7 @@ def evaluate_system_defenses(
     stored = store.finished_defense_evaluation(key)
     if stored is not None:
         return DefenseEvaluation.from_dict(*stored)
-    evaluator, _ = reference_evaluator(dataset, cache=cache)
+    panel, evaluator, _ = reference_panel(dataset, cache=cache)
     result = run_system_defenses(
         system,
         dataset,
@@ -313,6 +315,7 @@ def evaluate_system_defenses(
         cache=cache,
         auxiliary_images=aux,
         step=step,
+        panel=panel,
     )
     store.save_defense_evaluation(key, system.id, result.to_dict(), result.galleries())
     return result

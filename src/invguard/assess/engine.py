@@ -419,7 +419,7 @@ def run_assessment(
                         first.reconstructions,
                         dataset.x_train[nearest],
                         [str(r["name"]) for r in first.per_class],
-                        [bool(r["top1"]) for r in first.per_class],
+                        [bool(r.get("verdict_top1", r["top1"])) for r in first.per_class],
                     )
             measured_sev = max(
                 (f.severity for f in findings if f.kind == "measured"),

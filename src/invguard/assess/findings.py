@@ -200,6 +200,37 @@ JOB_FAILED_RULE = Rule(
 )
 
 
+def verdict_of(outcome: dict[str, Any]) -> float:
+    """The verdict top-1 of one job (judges agreeing); older records: the evaluation model's."""
+    m = outcome["metrics"]
+    return float(m.get("verdict_top1", m["top1_accuracy"]))
+
+
+def judges_evidence(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-judge top-1, reliability and calibration rows of the first seed's job, for evidence."""
+    j = outcomes[0]["metrics"].get("judgement")
+    if not j:
+        return {}
+    return {
+        "verdict_rule": j["rule"],
+        "judges": {
+            n: {"top1": round(v["top1"], 6), "top5": round(v["top5"], 6), "status": v["status"]}
+            for n, v in j["judges"].items()
+        },
+        "calibration": {
+            row: {
+                "verdict_top1": round(c["verdict_top1"], 6),
+                **{n: round(v["top1"], 6) for n, v in c["judges"].items()},
+            }
+            for row, c in j["calibration"].items()
+        },
+        "evaluation_model_top1": round(
+            sum(float(o["metrics"]["top1_accuracy"]) for o in outcomes) / len(outcomes), 6
+        ),
+        "verdict_degraded": bool(j["degraded"]),
+    }
+
+
 def measured_finding(
     *,
     system: str,
@@ -212,7 +243,7 @@ def measured_finding(
 ) -> tuple[Finding, Leakage]:
     """The finding for one attack on one system, from the metrics of its seeds' jobs."""
     n = len(outcomes)
-    top1 = sum(o["metrics"]["top1_accuracy"] for o in outcomes) / n
+    top1 = sum(verdict_of(o) for o in outcomes) / n
     attacked = len(outcomes[0]["per_class"])
     leak = measure_leakage(top1, num_classes, attacked)
     sev = severity_of(leak)
@@ -225,7 +256,7 @@ def measured_finding(
     if leak.significant:
         summary = (
             f"{attack} ({access}) reconstructed {leak.hits} of {attacked} identities recognisably "
-            f"(top-1 {top1:.3f} vs chance {leak.chance:.3f}; {leak.lift:.0%} of the way from chance "
+            f"by the judges' verdict (top-1 {top1:.3f} vs chance {leak.chance:.3f}; {leak.lift:.0%} of the way from chance "
             f"to every identity; p = {leak.p_value:.1e})."
         )
     else:
@@ -264,7 +295,7 @@ def measured_finding(
             "access": access,
             "seeds": [o["seed"] for o in outcomes],
             "top1_accuracy": round(top1, 6),
-            "top1_per_seed": [o["metrics"]["top1_accuracy"] for o in outcomes],
+            "top1_per_seed": [verdict_of(o) for o in outcomes],
             "chance": round(leak.chance, 6),
             "lift": round(leak.lift, 6),
             "p_value": leak.p_value,
@@ -274,6 +305,7 @@ def measured_finding(
             "queries": queries,
             "seconds": round(seconds, 3),
             "jobs": [o["key"] for o in outcomes],
+            **judges_evidence(outcomes),
         },
         references=refs,
     )

@@ -16,10 +16,11 @@ import numpy as np
 
 from invguard import __version__
 from invguard.errors import InvGuardError
+from invguard.targets.base import Capability
 
 log = logging.getLogger(__name__)
 
-JOB_FORMAT = 1
+JOB_FORMAT = 2  # 2: judged by the judge panel (verdict, calibration rows)
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,14 @@ def job_key(
 
 def run_job(spec: JobSpec) -> JobOutcome:
     """Run one job; never raises for a job-level problem (the outcome says ``failed`` and why)."""
-    from invguard.api import reference_evaluator
     from invguard.assess.config import SystemConfig
     from invguard.assess.registry import build_attack
     from invguard.assess.systems import build_target, load_auxiliary, load_data
     from invguard.attacks import InversionRequest
+    from invguard.judges import judge_run, reference_panel
     from invguard.metrics import evaluate_inversion
-    from invguard.models import ModelCache
+    from invguard.models import ModelCache, train_target
+    from invguard.targets import TorchTarget
 
     started = time.perf_counter()
     outcome = JobOutcome(
@@ -165,15 +167,34 @@ def run_job(spec: JobSpec) -> JobOutcome:
             classes=atk_cfg.classes, auxiliary=auxiliary, max_seconds=atk_cfg.budget.seconds
         )
         result = attack.run(built.target, request, rng=spec.seed)
-        evaluator, _ = reference_evaluator(dataset, cache=cache)
+        panel, evaluator, _ = reference_panel(dataset, cache=cache)
         metrics = evaluate_inversion(result, evaluator, dataset)
+        surrogate = None
+        if Capability.GRADIENTS not in built.target.capabilities:
+            ref = train_target(dataset, "mlp", cache=cache)
+            surrogate = TorchTarget(ref.model, input_shape=dataset.image_shape)
+        judgement = judge_run(
+            panel,
+            dataset,
+            result.reconstructions,
+            result.classes,
+            built.target,
+            surrogate=surrogate,
+        )
         names = dataset.class_names
         per_class = metrics.per_class()
-        for row in per_class:
+        for row, extra in zip(per_class, judgement.per_class(), strict=True):
             row["name"] = names[row["class"]]
             row["eval_predicted_name"] = names[row["eval_predicted"]]
+            row.update(extra)
         outcome.status = "ok"
-        outcome.metrics = metrics.summary()
+        j = judgement.summary()
+        outcome.metrics = {
+            **metrics.summary(),
+            "verdict_top1": j["verdict_top1"],
+            "verdict_top5": j["verdict_top5"],
+            "judgement": j,
+        }
         outcome.per_class = per_class
         outcome.attack_summary = result.summary()
         outcome.target_info = built.info

@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from invguard.attacks.base import Attack, InversionRequest
+from invguard.attacks.base import Attack, AttackResult, InversionRequest
 from invguard.data.base import ImageDataset
 from invguard.defenses.selection import TradeOff, pareto_front, recommend
 from invguard.defenses.training import TrainingDefense
 from invguard.defenses.wrappers import OutputDefense
 from invguard.errors import InvalidParameterError, InvGuardError, check_float
+from invguard.judges import Calibration, JudgePanel, calibrate, judge_images, run_calibration
 from invguard.metrics import Evaluator, evaluate_inversion
 from invguard.models.cache import ModelCache
 from invguard.targets.base import Capability, QueryCounter, Target
@@ -53,11 +54,13 @@ class AttackScore:
     """One attack against one (defended) model, judged by the evaluation model."""
 
     attack: str
-    top1: float
+    top1: float  # the judges' verdict when a panel judged, else the evaluation model's
     top5: float
     knn_distance: float
     queries: int
     seconds: float
+    evaluation_model_top1: float | None = None
+    judges_top1: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -332,12 +335,41 @@ def _params(defense: TrainingDefense | OutputDefense) -> dict[str, Any]:
     return {}
 
 
+@dataclasses.dataclass
+class Judging:
+    """How attack runs are judged: the evaluation model, and the judge panel's verdict if given
+    (calibrated once against the undefended model)."""
+
+    evaluator: Evaluator
+    panel: JudgePanel | None = None
+    calibration: Calibration | None = None
+
+    def score(self, result: AttackResult, dataset: ImageDataset) -> AttackScore:
+        s = evaluate_inversion(result, self.evaluator, dataset).summary()
+        out = AttackScore(
+            attack=result.attack,
+            top1=s["top1_accuracy"],
+            top5=s["top5_accuracy"],
+            knn_distance=s["knn_distance"],
+            queries=result.queries,
+            seconds=result.seconds,
+        )
+        if self.panel is not None:
+            j = judge_images(
+                self.panel, result.reconstructions, result.classes, self.calibration
+            ).summary()
+            out.evaluation_model_top1 = out.top1
+            out.top1, out.top5 = j["verdict_top1"], j["verdict_top5"]
+            out.judges_top1 = {n: v["top1"] for n, v in j["judges"].items()}
+        return out
+
+
 def _attack_row(
     row: DefenseRow,
     target: Target,
     attacks: Mapping[str, Attack],
     dataset: ImageDataset,
-    evaluator: Evaluator,
+    judging: Judging,
     request: InversionRequest,
     seed: int,
     query_budget: int | None,
@@ -357,17 +389,11 @@ def _attack_row(
             )
             log.warning("attack %s on %s failed: %s", name, row.name, reason)
             continue
-        s = evaluate_inversion(result, evaluator, dataset).summary()
-        row.attacks[name] = AttackScore(
-            attack=name,
-            top1=s["top1_accuracy"],
-            top5=s["top5_accuracy"],
-            knn_distance=s["knn_distance"],
-            queries=result.queries,
-            seconds=result.seconds,
-        )
-        if s["top1_accuracy"] > best:
-            best = s["top1_accuracy"]
+        score = judging.score(result, dataset)
+        score.attack = name
+        row.attacks[name] = score
+        if score.top1 > best:
+            best = score.top1
             row.gallery = result.reconstructions[:GALLERY_SIZE]
 
 
@@ -376,6 +402,7 @@ def evaluate_defenses(
     baseline: Target,
     *,
     evaluator: Evaluator,
+    panel: JudgePanel | None = None,
     arch: str | None = None,
     training: Sequence[TrainingDefense] = (),
     output: Sequence[OutputDefense] = (),
@@ -409,6 +436,13 @@ def evaluate_defenses(
     started = time.perf_counter()
     request = InversionRequest(classes=classes, auxiliary=auxiliary_images)
     say = step or (lambda _msg: None)
+    judging = Judging(evaluator)
+    if panel is not None:
+        say("calibrating the judges against the undefended model")
+        cls = request.resolve_classes(baseline.num_classes)
+        judging = Judging(
+            evaluator, panel, calibrate(panel, run_calibration(dataset, cls, baseline))
+        )
 
     base = DefenseRow(
         name="none",
@@ -420,7 +454,7 @@ def evaluate_defenses(
     )
     say("undefended model")
     _attack_row(
-        base, baseline, {**white_box, **black_box}, dataset, evaluator, request, seed, query_budget
+        base, baseline, {**white_box, **black_box}, dataset, judging, request, seed, query_budget
     )
     rows = [base]
 
@@ -446,7 +480,7 @@ def evaluate_defenses(
         row.facts = defended.facts
         target = TorchTarget(defended.model, input_shape=dataset.image_shape)
         say(f"attacking {row.name}")
-        _attack_row(row, target, white_box, dataset, evaluator, request, seed, query_budget)
+        _attack_row(row, target, white_box, dataset, judging, request, seed, query_budget)
 
     for o in output:
         row = DefenseRow(
@@ -468,7 +502,7 @@ def evaluate_defenses(
         if not fitting:
             row.error = "no black-box attack fits this output (add auxiliary data for label-only)"
             continue
-        _attack_row(row, wrapped, fitting, dataset, evaluator, request, seed, query_budget)
+        _attack_row(row, wrapped, fitting, dataset, judging, request, seed, query_budget)
 
     threats = {}
     for threat, suite in (("white-box", white_box), ("black-box", black_box)):

@@ -14,6 +14,7 @@ from invguard.models.zoo import (
     EVALUATION_RECIPE,
     TARGET_RECIPES,
     train_evaluation_model,
+    train_second_evaluation_model,
     train_target,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "load_state_dict_file",
     "train_classifier",
     "train_evaluation_model",
+    "train_second_evaluation_model",
     "train_target",
 ]

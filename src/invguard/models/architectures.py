@@ -138,6 +138,20 @@ def evalnet(
     return FeatureClassifier(features, nn.Linear(4 * width, num_classes))
 
 
+def evalmlp(shape: ImageShape, num_classes: int, hidden: int = 512) -> FeatureClassifier:
+    """Second evaluation model for non-face data: a two-layer ReLU MLP on standardised pixels, a
+    different family from the residual ``evalnet`` (trained adversarially, see ``models.zoo``)."""
+    features = nn.Sequential(
+        Standardize(),
+        nn.Flatten(),
+        nn.Linear(_flat_dim(shape), hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden // 2),
+        nn.ReLU(),
+    )
+    return FeatureClassifier(features, nn.Linear(hidden // 2, num_classes))
+
+
 Builder = Callable[[ImageShape, int], FeatureClassifier]
 
 
@@ -159,6 +173,9 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
     "cnn": ArchitectureInfo("cnn", small_cnn, "target", "small CNN, 2 conv stages"),
     "evalnet": ArchitectureInfo(
         "evalnet", evalnet, "evaluation", "residual CNN with BN and GAP", version=2
+    ),
+    "evalmlp": ArchitectureInfo(
+        "evalmlp", evalmlp, "evaluation", "two-layer ReLU MLP on standardised pixels"
     ),
 }
 TARGET_ARCHITECTURES = tuple(k for k, v in ARCHITECTURES.items() if v.role == "target")

@@ -43,6 +43,7 @@ class TrainConfig:
     optimizer: str = "adam"
     augment: AugmentConfig | None = None
     label_smoothing: float = 0.0
+    adversarial_eps: float = 0.0  # > 0: FGSM adversarial training at this L-inf radius
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, minimum=1)
@@ -51,6 +52,7 @@ class TrainConfig:
         check_float("weight_decay", self.weight_decay, minimum=0.0)
         check_choice("optimizer", self.optimizer, ("adam", "sgd"))
         check_float("label_smoothing", self.label_smoothing, minimum=-1.0, maximum=1.0)
+        check_float("adversarial_eps", self.adversarial_eps, minimum=0.0, maximum=1.0)
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
@@ -86,6 +88,22 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     if cfg.noise > 0:
         out = out + cfg.noise * torch.randn(out.shape, generator=generator)
     return out.clamp(0.0, 1.0)
+
+
+def fgsm_examples(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, generator: torch.Generator
+) -> torch.Tensor:
+    """FGSM with a random start ("fast adversarial training", Wong, Rice, Kolter, ICLR 2020).
+
+    One gradient step of size ``1.25 * eps`` from a uniform start in the ``eps`` ball, projected back
+    to the ball and to [0, 1].
+    """
+    delta = (torch.rand(x.shape, generator=generator) * 2 - 1) * eps
+    delta.requires_grad_(True)
+    loss = F.cross_entropy(model((x + delta).clamp(0, 1)), y)
+    (grad,) = torch.autograd.grad(loss, delta)
+    step = (delta.detach() + 1.25 * eps * grad.sign()).clamp(-eps, eps)
+    return (x + step).clamp(0.0, 1.0).detach()
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -170,6 +188,10 @@ def train_classifier(
             if config.augment is not None:
                 xb = augment_batch(xb, config.augment, gen)
             loss = smoothed_cross_entropy(model(xb), yt[idx], config.label_smoothing)
+            if config.adversarial_eps > 0:
+                x_adv = fgsm_examples(model, xb, yt[idx], config.adversarial_eps, gen)
+                adv_loss = smoothed_cross_entropy(model(x_adv), yt[idx], config.label_smoothing)
+                loss = 0.5 * (loss + adv_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()

@@ -62,7 +62,7 @@ def table_rows(ev: DefenseEvaluation) -> list[dict[str, Any]]:
 def render_text(ev: DefenseEvaluation) -> str:
     """A plain table for the terminal (and the README)."""
     attacks = list(ev.baseline.attacks)
-    head = ["defence", "kind", "test acc"] + [f"{a} top-1" for a in attacks] + ["note"]
+    head = ["defence", "kind", "test acc"] + [f"{a} verdict" for a in attacks] + ["note"]
     lines = []
     for row in table_rows(ev):
         note = []
@@ -146,7 +146,7 @@ def render_plot(ev: DefenseEvaluation) -> bytes:
                 ls=":",
                 label=f"accuracy budget (-{ev.max_accuracy_drop * 100:.1f} pts)",
             )
-        ax.set_xlabel(f"attack top-1 ({', '.join(t.attacks)})")
+        ax.set_xlabel(f"attack verdict top-1 ({', '.join(t.attacks)})")
         ax.set_ylabel("target test accuracy")
         ax.set_title(
             f"{t.threat}: "

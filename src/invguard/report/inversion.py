@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import platform
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import numpy as np
 from invguard import __version__
 from invguard.attacks.base import AttackResult
 from invguard.data.base import ImageDataset
+from invguard.judges.evaluate import Judgement
 from invguard.metrics.evaluate import InversionMetrics
 from invguard.report.images import data_uri, gallery_grid, png_bytes
 from invguard.report.io import write_atomic
@@ -23,6 +25,7 @@ from invguard.report.io import write_atomic
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
 GALLERY_PNG = "gallery.png"
+RECONSTRUCTIONS_NPZ = "reconstructions.npz"
 
 
 @dataclass
@@ -35,6 +38,8 @@ class InversionReport:
     evaluator: dict[str, Any]
     result: AttackResult
     metrics: InversionMetrics
+    judgement: Judgement | None = None
+    dataset_source: str | None = None  # a built-in data set name, for `invguard review`
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def nearest_private_images(self) -> np.ndarray:
@@ -47,7 +52,12 @@ class InversionReport:
         for row in per_class:
             row["name"] = names[row["class"]]
             row["eval_predicted_name"] = names[row["eval_predicted"]]
-        return {
+        if self.judgement is not None:
+            for row, extra in zip(per_class, self.judgement.per_class(), strict=True):
+                for jv in extra["judges"].values():
+                    jv["predicted_name"] = names[jv["predicted"]] if jv["predicted"] >= 0 else "-"
+                row.update(extra)
+        out = {
             "schema": "invguard.inversion-report/1",
             "title": self.title,
             "created": self.created,
@@ -63,6 +73,7 @@ class InversionReport:
                 "image_shape": list(self.dataset.image_shape),
                 "train_images": len(self.dataset.y_train),
                 "test_images": len(self.dataset.y_test),
+                "source": self.dataset_source,
             },
             "target": {"name": "target", "source": "", "test_accuracy": None, **self.target},
             "evaluator": self.evaluator,
@@ -70,6 +81,9 @@ class InversionReport:
             "metrics": self.metrics.summary(),
             "per_class": per_class,
         }
+        if self.judgement is not None:
+            out["judgement"] = self.judgement.summary()
+        return out
 
     def gallery_png(self, *, columns: int = 10, scale: int = 2) -> bytes:
         grid = gallery_grid(
@@ -104,6 +118,7 @@ class InversionReport:
             )
         return env.get_template("inversion.html").render(
             report=data,
+            judgement=data.get("judgement"),
             cards=cards,
             config_json=json.dumps(data["attack"]["config"], indent=2, sort_keys=True),
         )
@@ -114,7 +129,10 @@ class InversionReport:
         html = self.to_html()
         body = json.dumps(self.to_dict(), indent=2, sort_keys=False)
         gallery = self.gallery_png()
+        buf = io.BytesIO()
+        np.savez(buf, x=self.result.reconstructions, classes=self.result.classes)
         return {
+            "reconstructions": write_atomic(out / RECONSTRUCTIONS_NPZ, buf.getvalue()),
             "json": write_atomic(out / REPORT_JSON, body + "\n"),
             "gallery": write_atomic(out / GALLERY_PNG, gallery),
             "html": write_atomic(out / REPORT_HTML, html),
