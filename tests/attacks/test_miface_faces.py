@@ -14,7 +14,8 @@ from invguard.attacks import InversionRequest, MIFace
 from invguard.attacks.miface import total_variation_and_grad
 from invguard.data import ImageDataset
 from invguard.metrics import Evaluator, InversionMetrics, evaluate_inversion
-from invguard.models import TrainedModel
+from invguard.models import ModelCache, TrainedModel, train_evaluation_model
+from invguard.models.training import fgsm_examples
 from invguard.targets import TorchTarget
 
 pytestmark = pytest.mark.slow
@@ -61,30 +62,30 @@ def test_miface_against_mlp(
 def test_prior_and_stopping_rule_matter(
     faces: ImageDataset, faces_mlp: TrainedModel, faces_evaluator: Evaluator
 ) -> None:
-    """Without the L2/TV prior, Adam drives pixels to the box edges and leaks far less."""
+    """Without the L2/TV prior, Adam drives pixels to the box edges: the robust evaluation model
+    still names 0.775 of these saturated images (the faces show through), against 0.975 with it."""
     target = TorchTarget(faces_mlp.model, input_shape=faces.image_shape)
     bare = MIFace(l2_weight=0.0, tv_weight=0.0).run(target, InversionRequest(), rng=0)
     s = evaluate_inversion(bare, faces_evaluator, faces).summary()
-    assert s["top1_accuracy"] <= 0.5
+    assert s["top1_accuracy"] <= 0.85
 
 
-def test_evaluation_model_recipe_generalises(faces: ImageDataset) -> None:
-    """The evaluation recipe, trained on images 1-7 only, recognises held-out images 8-10."""
-    from invguard.models import EVALUATION_ARCH, train_classifier
-    from invguard.models.zoo import evaluation_recipe
-
-    held = train_classifier(
-        EVALUATION_ARCH,
-        faces.x_train,
-        faces.y_train,
-        faces.num_classes,
-        config=evaluation_recipe(400),
-        seed=0,
-        x_test=faces.x_test,
-        y_test=faces.y_test,
-    )
-    assert held.test_accuracy is not None
-    assert held.test_accuracy >= 0.95
+def test_evaluation_model_generalises_and_resists_fgsm(
+    faces: ImageDataset, model_cache: ModelCache
+) -> None:
+    """The evaluation model never sees the held-out images 8-10 and recognises them (measured 0.983);
+    it was trained with FGSM at 4/255 and keeps most of its accuracy under that attack."""
+    trained = train_evaluation_model(faces, cache=model_cache)
+    assert trained.test_accuracy is not None
+    assert trained.test_accuracy >= 0.95
+    assert trained.config.adversarial_eps == pytest.approx(4 / 255)
+    model = trained.model.eval()
+    x = torch.from_numpy(faces.x_test)
+    y = torch.from_numpy(faces.y_test)
+    adv = fgsm_examples(model, x, y, 4 / 255, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        robust = float((model(adv).argmax(1) == y).float().mean())
+    assert robust >= 0.7
 
 
 def test_total_variation_gradient_is_exact() -> None:

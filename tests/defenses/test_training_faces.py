@@ -108,11 +108,12 @@ def test_dp_sgd_noise_stops_miface_even_at_a_large_epsilon(
     faces: ImageDataset, faces_evaluator: Evaluator, model_cache: ModelCache, softmax_leak: Leak
 ) -> None:
     """epsilon=1000 (no meaningful guarantee): accuracy 0.883, yet top-1 0.025: the noise left in
-    the weights makes MI-FACE's reconstructions noise-like (KNN distance 1,792 against 65)."""
+    the weights makes MI-FACE's reconstructions noise-like (KNN distance 418 against 65 with the
+    robust evaluation model)."""
     _, leak = _defended(DPSGD(epsilon=1000.0), "softmax", faces, faces_evaluator, model_cache)
     assert leak["acc"] >= softmax_leak["acc"] - 0.1
     assert leak["top1"] <= 0.075
-    assert leak["knn"] > 10 * softmax_leak["knn"]
+    assert leak["knn"] > 5 * softmax_leak["knn"]
 
 
 def test_mid_lowers_leakage_at_a_small_beta(
