@@ -72,16 +72,18 @@ def reference_evaluator(
         "name": EVALUATION_ARCH,
         "description": (
             "residual CNN (batch norm, global average pooling), a different architecture from "
-            f"every target, trained on all {len(dataset.y_train) + len(dataset.y_test)} images of "
-            f"the private classes for {trained.config.epochs} epochs with light augmentation"
+            f"every target, trained on the {len(dataset.y_train)} private training images (never on "
+            f"the held-out photos) for {trained.config.epochs} epochs with light augmentation"
             + (
                 f" (affine jitter, flips, brightness/contrast, noise, blend <= {aug.blend})"
                 if aug
                 else ""
             )
+            + f" and FGSM adversarial training at eps {trained.config.adversarial_eps:.4f}"
             + "; never attacked"
         ),
         "seed": seed,
+        "held_out_accuracy": trained.test_accuracy,
         "train_accuracy": trained.train_accuracy,
         "cache_key": trained.cache_key,
     }
