@@ -84,3 +84,23 @@ def votes(judge: str, scores: np.ndarray, classes: np.ndarray) -> JudgeVotes:
         rank=rank.astype(np.int64),
         num_classes=int(scores.shape[1]),
     )
+
+
+def check_gallery(labels: np.ndarray, num_classes: int, judge: str) -> NDArray[np.int64]:
+    """Gallery labels as int64; every class must have at least one image."""
+    lab = np.asarray(labels, dtype=np.int64)
+    missing = sorted(set(range(num_classes)) - set(np.unique(lab).tolist()))
+    if len(lab) == 0 or missing:
+        first = missing[0] if missing else 0
+        raise InvalidParameterError(f"the {judge} judge's gallery has no images of class {first}")
+    return lab
+
+
+def best_per_class(
+    similarity: np.ndarray, labels: NDArray[np.int64], num_classes: int
+) -> NDArray[np.float64]:
+    """``(n, num_classes)``: each query's highest similarity among the gallery images of a class."""
+    out = np.full((similarity.shape[0], num_classes), -np.inf)
+    for k in range(num_classes):  # one column per class: a reduction, not a sample loop
+        out[:, k] = similarity[:, labels == k].max(axis=1)
+    return out

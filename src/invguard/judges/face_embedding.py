@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from invguard.errors import InvalidParameterError, MissingDependencyError, ModelError
-from invguard.judges.base import FloatArray
+from invguard.judges.base import FloatArray, best_per_class, check_gallery
 
 CHIP_SIZE = 150
 WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -131,12 +131,7 @@ class FaceEmbeddingJudge:
         self._store = EmbeddingStore(cache_dir)
         self.name = name
         self.num_classes = num_classes
-        self._labels = np.asarray(gallery_y, dtype=np.int64)
-        missing = sorted(set(range(num_classes)) - set(np.unique(self._labels).tolist()))
-        if missing:
-            raise InvalidParameterError(
-                f"the face judge's gallery has no images of class {missing[0]}"
-            )
+        self._labels = check_gallery(gallery_y, num_classes, "face")
         self._gallery = self.embed(gallery_x)
 
     def embed(self, images: np.ndarray) -> NDArray[np.float32]:
@@ -157,10 +152,7 @@ class FaceEmbeddingJudge:
         g = self._gallery.astype(np.float64)
         d2 = (e * e).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2.0 * e @ g.T
         dist = np.sqrt(np.maximum(d2, 0.0))
-        out = np.full((len(images), self.num_classes), -np.inf)
-        for k in range(self.num_classes):  # one column per class: a reduction, not a sample loop
-            out[:, k] = -dist[:, self._labels == k].min(axis=1)
-        return out
+        return best_per_class(-dist, self._labels, self.num_classes)
 
     def info(self) -> dict[str, Any]:
         return {
