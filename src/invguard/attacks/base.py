@@ -9,13 +9,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from invguard.errors import InvalidParameterError
 from invguard.targets.base import Capability, Target
+
+if TYPE_CHECKING:
+    from invguard.priors.base import ImagePrior
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called as an attack advances (e.g. to drive a progress bar)."""
@@ -32,11 +35,14 @@ class InversionRequest:
     (stop reason ``"time_budget"``). Query budgets are enforced by the target itself
     (``query_budget``): an attack that hits one also returns its best so far
     (stop reason ``"query_budget"``).
+    ``prior``: an image generator trained on public data (:class:`~invguard.priors.ImagePrior`), for
+    the generative-prior attacks (GMI, PPA, PLG-MI).
     """
 
     classes: Sequence[int] | None = None
     auxiliary: NDArray[np.float32] | None = None
     max_seconds: float | None = None
+    prior: ImagePrior | None = None
 
     def __post_init__(self) -> None:
         if self.max_seconds is not None and not (

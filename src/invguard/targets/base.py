@@ -157,3 +157,12 @@ class GradientTarget(Target, Protocol):
     ) -> tuple[Any, Any]:
         """``(logits, d quantity[classes] / dx)`` for a torch batch ``x``."""
         ...
+
+
+@runtime_checkable
+class DifferentiableTarget(GradientTarget, Protocol):
+    """A white-box target whose logits can be back-propagated through (``differentiable_logits``)."""
+
+    def differentiable_logits(self, x: Any) -> Any:
+        """Logits of a torch batch ``x`` with the autograd graph kept."""
+        ...

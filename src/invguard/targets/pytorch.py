@@ -128,6 +128,21 @@ class TorchTarget:
         logits = torch.from_numpy(self.logits(x))
         return torch.softmax(logits, dim=1).numpy()
 
+    def differentiable_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a torch batch with the autograd graph kept (counts ``len(x)`` queries).
+
+        For attacks that back-propagate a loss of their own through the model, e.g. into a
+        generator's latent space (GMI, PPA). The model's parameters get no gradients.
+        """
+        if tuple(x.shape[1:]) != self._input_shape:
+            raise TargetError(
+                f"'x' must have shape (n, {', '.join(map(str, self._input_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        self._counter.charge(int(x.shape[0]))
+        with torch.enable_grad():
+            return self._logits(x.to(self.device, self.dtype))
+
     def class_gradient(
         self,
         x: torch.Tensor,

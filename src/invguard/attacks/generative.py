@@ -1,0 +1,379 @@
+"""Generative-prior model inversion: search a public generator's latent space, not the pixels.
+
+* :class:`GMI`: Zhang et al., "The Secret Revealer: Generative Model-Inversion Attacks Against Deep
+  Neural Networks", CVPR 2020. Minimise ``lambda * L_id(f(G(z)), y) + L_prior`` over ``z``, where
+  ``L_id`` is the target's cross-entropy and ``L_prior = -D(G(z))`` the discriminator's realism
+  term; several random starts per class, the most confident one kept.
+* :class:`PPA`: Struppek et al., "Plug & Play Attacks: Towards Robust and Flexible Model Inversion
+  Attacks", ICML 2022. A shared pool of random latents scored once, the best per class as starts
+  (initial selection); the Poincare loss (or a max-margin loss, Yuan et al. 2023) on randomly
+  cropped and flipped copies, so the result survives transformations instead of being adversarial;
+  final selection of the candidate most confident under fresh random transformations.
+* :class:`PLGMI`: Yuan et al., "Pseudo Label-Guided Model Inversion Attack via Conditional
+  Generative Adversarial Network", AAAI 2023: the same latent search in a class-conditional
+  generator trained on public images pseudo-labelled by the target (:mod:`invguard.priors.train`).
+
+All requested classes (and all candidates of each) are optimised together in one batch; gradients
+flow only into the latents (the target's and generator's parameters are never updated).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from invguard.attacks._shared import torch_generator
+from invguard.attacks.base import (
+    AttackResult,
+    InversionRequest,
+    ProgressFn,
+    as_generator,
+    config_dict,
+)
+from invguard.errors import InvalidParameterError, TargetError, check_choice, check_float, check_int
+from invguard.priors.base import ImagePrior
+from invguard.targets.base import (
+    Capability,
+    DifferentiableTarget,
+    QueryBudgetExceededError,
+    Target,
+    require,
+)
+
+IdentityLoss = Literal["cross_entropy", "margin", "poincare"]
+IDENTITY_LOSSES: tuple[IdentityLoss, ...] = ("cross_entropy", "margin", "poincare")
+_POOL_BATCH = 256
+
+
+def identity_loss(logits: torch.Tensor, y: torch.Tensor, kind: IdentityLoss) -> torch.Tensor:
+    """Per-sample identity loss of ``logits`` for classes ``y`` (lower is more ``y``-like).
+
+    ``margin``: ``max_{j != y} l_j - l_y`` (PLG-MI); ``poincare``: the Poincare distance between the
+    L1-normalised logits and the (shrunk) one-hot vector of ``y`` (PPA, Struppek et al. 2022).
+    """
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, y, reduction="none")
+    onehot = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+    if kind == "margin":
+        own = (logits * onehot).sum(1)
+        other = logits.masked_fill(onehot.bool(), float("-inf")).amax(1)
+        return other - own
+    u = logits / logits.abs().sum(1, keepdim=True).clamp_min(1e-12)
+    v = (onehot - 1e-5).clamp_min(0.0)
+    num = 2.0 * (u - v).pow(2).sum(1)
+    den = (1.0 - u.pow(2).sum(1)).clamp_min(1e-12) * (1.0 - v.pow(2).sum(1))
+    return torch.acosh(1.0 + num / den)
+
+
+def random_transform(
+    x: torch.Tensor, generator: torch.Generator, *, min_scale: float, hflip: bool
+) -> torch.Tensor:
+    """A random resized crop (area scale in ``[min_scale**2, 1]``) and flip per image, batched."""
+    n = x.shape[0]
+    s = min_scale + (1.0 - min_scale) * torch.rand(n, generator=generator)
+    tx = (torch.rand(n, generator=generator) * 2 - 1) * (1 - s)
+    ty = (torch.rand(n, generator=generator) * 2 - 1) * (1 - s)
+    flip = torch.ones(n)
+    if hflip:
+        flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, dtype=x.dtype)
+    theta[:, 0, 0] = s * flip
+    theta[:, 1, 1] = s
+    theta[:, 0, 2] = tx
+    theta[:, 1, 2] = ty
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _LatentSearch:
+    """Settings shared by the latent-space attacks (see the module docstring for the papers)."""
+
+    name: ClassVar[str] = "latent"
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.GRADIENTS})
+    conditional: ClassVar[bool | None] = None  # True: needs a conditional prior; None: either
+
+    steps: int = 60
+    step_size: float = 0.05
+    candidates: int = 1
+    pool_size: int = 1024
+    loss: IdentityLoss = "margin"
+    identity_weight: float = 1.0
+    prior_weight: float = 0.0
+    transforms: int = 1
+    min_crop: float = 0.85
+    hflip: bool = True
+    select_transforms: int = 8
+    latent_bound: float | None = None
+
+    def __post_init__(self) -> None:
+        check_int("steps", self.steps, minimum=1)
+        check_float("step_size", self.step_size, minimum=0.0, min_inclusive=False)
+        check_int("candidates", self.candidates, minimum=1)
+        check_int("pool_size", self.pool_size, minimum=0)
+        check_choice("loss", self.loss, IDENTITY_LOSSES)
+        check_float("identity_weight", self.identity_weight, minimum=0.0, min_inclusive=False)
+        check_float("prior_weight", self.prior_weight, minimum=0.0)
+        check_int("transforms", self.transforms, minimum=0)
+        check_float("min_crop", self.min_crop, minimum=0.3, maximum=1.0)
+        if not isinstance(self.hflip, bool):
+            raise InvalidParameterError(f"The 'hflip' parameter must be a bool, got {self.hflip!r}")
+        check_int("select_transforms", self.select_transforms, minimum=0)
+        if self.latent_bound is not None:
+            check_float("latent_bound", self.latent_bound, minimum=0.0, min_inclusive=False)
+
+    def run(
+        self,
+        target: Target,
+        request: InversionRequest,
+        *,
+        rng: np.random.Generator | int,
+        progress: ProgressFn | None = None,
+    ) -> AttackResult:
+        """Invert every requested class through ``request.prior``; see :class:`AttackResult`."""
+        require(target, self.requires, self.name)
+        if not isinstance(target, DifferentiableTarget):
+            raise TargetError(
+                f"attack '{self.name}' needs a white-box PyTorch target (differentiable_logits)"
+            )
+        prior = self._check_prior(request.prior, target)
+        gen, seed = as_generator(rng)
+        tgen = torch_generator(gen)
+        classes = request.resolve_classes(target.num_classes)
+        started = time.perf_counter()
+        deadline = None if request.max_seconds is None else started + request.max_seconds
+        queries_before = target.queries
+        search = _Search(self, target, prior, torch.from_numpy(classes), tgen, deadline, progress)
+        images, conf, reason = search.run()
+        return AttackResult(
+            attack=self.name,
+            classes=classes,
+            reconstructions=images.numpy().astype(np.float32),
+            target_confidence=conf.numpy().astype(np.float32),
+            iterations=np.full(len(classes), search.steps_done, dtype=np.int64),
+            stop_reasons=(reason,) * len(classes),
+            queries=target.queries - queries_before,
+            seconds=time.perf_counter() - started,
+            config=config_dict(self),
+            seed=seed,
+            extra={"prior": prior.describe(), "candidates_per_class": self.candidates},
+        )
+
+    def _check_prior(self, prior: ImagePrior | None, target: Target) -> ImagePrior:
+        if prior is None:
+            raise InvalidParameterError(
+                f"attack '{self.name}' needs an image prior: pass InversionRequest(prior=...) "
+                "(invguard.priors: load_public_face_prior, train_prior, train_conditional_prior)"
+            )
+        if tuple(prior.shape) != tuple(target.input_shape):
+            raise InvalidParameterError(
+                f"the prior '{prior.name}' draws images of shape {tuple(prior.shape)}, "
+                f"but the target takes {tuple(target.input_shape)}"
+            )
+        if self.conditional is True and not prior.conditional:
+            raise InvalidParameterError(
+                f"attack '{self.name}' needs a class-conditional prior (train_conditional_prior), "
+                f"got '{prior.name}'"
+            )
+        if prior.conditional and prior.num_classes != target.num_classes:
+            raise InvalidParameterError(
+                f"the conditional prior '{prior.name}' has {prior.num_classes} classes, "
+                f"the target {target.num_classes}"
+            )
+        if self.prior_weight > 0 and prior.discriminator is None:
+            raise InvalidParameterError(
+                f"attack '{self.name}' with prior_weight > 0 needs a prior with a discriminator; "
+                f"'{prior.name}' has none (set prior_weight=0)"
+            )
+        return prior
+
+
+class _Search:
+    """One run's state: candidates, optimiser, budgets. Each step is one batched forward/backward."""
+
+    def __init__(
+        self,
+        cfg: _LatentSearch,
+        target: DifferentiableTarget,
+        prior: ImagePrior,
+        classes: torch.Tensor,
+        gen: torch.Generator,
+        deadline: float | None,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.cfg, self.target, self.prior, self.gen = cfg, target, prior, gen
+        self.classes, self.deadline, self.progress = classes, deadline, progress
+        self.y = classes.repeat_interleave(cfg.candidates)
+        self.steps_done = 0
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.target.differentiable_logits(x)
+        return out
+
+    def run(self) -> tuple[torch.Tensor, torch.Tensor, str]:
+        reason = "max_iterations"
+        try:
+            z = self.initial_latents()
+        except QueryBudgetExceededError:
+            z = self.prior.sample_latents(len(self.y), self.gen)
+            reason = "query_budget"
+        if reason == "max_iterations":
+            z, reason = self.optimise(z)
+        return self.select(z, reason)
+
+    def _cond(self, y: torch.Tensor) -> torch.Tensor | None:
+        return y if self.prior.conditional else None
+
+    def initial_latents(self) -> torch.Tensor:
+        """PPA's initial selection: the ``candidates`` best of a random pool for each class."""
+        cfg, k, n_cls = self.cfg, self.cfg.candidates, len(self.classes)
+        if cfg.pool_size <= k:
+            return self.prior.sample_latents(len(self.y), self.gen)
+        if self.prior.conditional:  # a pool per class: latents scored with their own class
+            per = max(k, cfg.pool_size // n_cls)
+            pool = self.prior.sample_latents(per * n_cls, self.gen)
+            ys = self.classes.repeat_interleave(per)
+            score = self._pool_scores(pool, ys).gather(1, ys.view(-1, 1)).view(n_cls, per)
+            best = score.topk(k, dim=1).indices + torch.arange(n_cls).view(-1, 1) * per
+            return pool[best.reshape(-1)].clone()
+        pool = self.prior.sample_latents(cfg.pool_size, self.gen)
+        score = self._pool_scores(pool, None)[:, self.classes]  # (pool, n_cls)
+        best = score.topk(k, dim=0).indices.T.reshape(-1)  # class-major, k per class
+        return pool[best].clone()
+
+    def _pool_scores(self, pool: torch.Tensor, ys: torch.Tensor | None) -> torch.Tensor:
+        outs = []
+        with torch.no_grad():
+            for i in range(0, len(pool), _POOL_BATCH):
+                yb = None if ys is None else ys[i : i + _POOL_BATCH]
+                x = self.prior(pool[i : i + _POOL_BATCH], yb)
+                outs.append(self.logits(x).log_softmax(1))
+        return torch.cat(outs)
+
+    def loss(self, z: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        raw = self.prior.decode(z, self._cond(self.y))
+        x = self.prior.output_map(raw)
+        views = [x] + [
+            random_transform(x, self.gen, min_scale=cfg.min_crop, hflip=cfg.hflip)
+            for _ in range(cfg.transforms)
+        ]
+        logits = self.logits(torch.cat(views))
+        ident = identity_loss(logits, self.y.repeat(len(views)), cfg.loss)
+        total = cfg.identity_weight * ident.view(len(views), -1).mean(0)
+        if cfg.prior_weight > 0:
+            realism = self.prior.realism(raw, self._cond(self.y))
+            assert realism is not None  # checked in _check_prior
+            total = total - cfg.prior_weight * realism
+        return total.sum()
+
+    def optimise(self, z0: torch.Tensor) -> tuple[torch.Tensor, str]:
+        cfg = self.cfg
+        z = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=cfg.step_size)
+        for step in range(cfg.steps):
+            if self.deadline is not None and time.perf_counter() >= self.deadline:
+                return z.detach(), "time_budget"
+            try:
+                (grad,) = torch.autograd.grad(self.loss(z), [z])
+            except QueryBudgetExceededError:
+                return z.detach(), "query_budget"
+            opt.zero_grad(set_to_none=True)
+            z.grad = grad
+            opt.step()
+            with torch.no_grad():
+                self._project(z)
+            self.steps_done = step + 1
+            if self.progress is not None and (step % 10 == 0 or step + 1 == cfg.steps):
+                self.progress(step + 1, cfg.steps)
+        return z.detach(), "max_iterations"
+
+    def _project(self, z: torch.Tensor) -> None:
+        """Keep latents where the generator was trained: a box, or inside the typical-set sphere."""
+        if self.cfg.latent_bound is not None:
+            z.clamp_(-self.cfg.latent_bound, self.cfg.latent_bound)
+            return
+        radius = math.sqrt(z.shape[1])
+        z.mul_((radius / z.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0))
+
+    def select(self, z: torch.Tensor, reason: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Final selection: per class, the candidate most confident under random transformations."""
+        cfg, k, n_cls = self.cfg, self.cfg.candidates, len(self.classes)
+        with torch.no_grad():
+            x = self.prior(z, self._cond(self.y))
+            conf = torch.zeros(n_cls * k)
+            try:
+                conf = self._confidence(x, self.y)
+                if k > 1 and cfg.select_transforms > 0:
+                    conf = torch.stack(
+                        [
+                            self._confidence(
+                                random_transform(
+                                    x, self.gen, min_scale=cfg.min_crop, hflip=cfg.hflip
+                                ),
+                                self.y,
+                            )
+                            for _ in range(cfg.select_transforms)
+                        ]
+                    ).mean(0)
+            except QueryBudgetExceededError:
+                reason = "query_budget"
+            best = conf.view(n_cls, k).argmax(1) + torch.arange(n_cls) * k
+            final = x[best]
+            try:
+                final_conf = self._confidence(final, self.classes)
+            except QueryBudgetExceededError:
+                final_conf, reason = conf[best], "query_budget"
+        return final.float().cpu(), final_conf.float().cpu(), reason
+
+    def _confidence(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        probs = self.logits(x).softmax(1)
+        return probs.gather(1, y.view(-1, 1)).squeeze(1).cpu()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GMI(_LatentSearch):
+    """GMI (Zhang et al. 2020): cross-entropy identity loss (weight 100) plus the discriminator's
+    realism prior, ``candidates`` random starts per class, no transformations."""
+
+    name: ClassVar[str] = "gmi"
+    steps: int = 100
+    step_size: float = 0.02
+    candidates: int = 2
+    pool_size: int = 0
+    loss: IdentityLoss = "cross_entropy"
+    identity_weight: float = 100.0
+    prior_weight: float = 1.0
+    transforms: int = 0
+    latent_bound: float | None = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PPA(_LatentSearch):
+    """Plug & Play-style attack (Struppek et al. 2022): initial selection from a shared pool,
+    max-margin or Poincare loss under random crops and flips, final selection under transforms."""
+
+    name: ClassVar[str] = "ppa"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PLGMI(_LatentSearch):
+    """PLG-MI's attack (Yuan et al. 2023): max-margin latent search in a class-conditional
+    generator trained with the target's pseudo-labels; needs a conditional prior."""
+
+    name: ClassVar[str] = "plg"
+    conditional: ClassVar[bool | None] = True
+
+
+GENERATIVE_ATTACKS: dict[str, Callable[..., _LatentSearch]] = {
+    GMI.name: GMI,
+    PPA.name: PPA,
+    PLGMI.name: PLGMI,
+}

@@ -1,0 +1,145 @@
+"""Generative-prior attacks: losses, validation, budgets and the search on a real digits model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from invguard.attacks import InversionRequest
+from invguard.attacks.generative import GMI, PLGMI, PPA, identity_loss, random_transform
+from invguard.data import ImageDataset
+from invguard.errors import InvalidParameterError, TargetError
+from invguard.models import TrainedModel
+from invguard.priors import ImagePrior, OutputMap
+from invguard.targets import TorchTarget
+
+
+class _LinearGenerator(torch.nn.Module):
+    """A stand-in prior for unit tests: a fixed random linear map from latents to 8x8 images."""
+
+    def __init__(self, nz: int, classes: int | None) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.weight = torch.nn.Parameter(torch.randn(64, nz, generator=gen) / nz**0.5)
+        self.embed = torch.nn.Parameter(torch.randn(classes or 1, nz, generator=gen))
+        self.classes = classes
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.classes is not None:
+            assert y is not None
+            z = z + self.embed[y]
+        return torch.tanh(2.0 * z @ self.weight.T).view(-1, 1, 8, 8)
+
+
+def _prior(
+    shape: tuple[int, int, int], *, discriminator: bool = False, classes: int | None = None
+) -> ImagePrior:
+    disc = None
+    if discriminator:
+        torch_gen = torch.Generator().manual_seed(1)
+        disc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 1))
+        for p in disc.parameters():
+            p.data.normal_(0.0, 0.1, generator=torch_gen)
+    return ImagePrior(
+        generator=_LinearGenerator(16, classes),
+        latent_dim=16,
+        output_map=OutputMap(shape=shape),
+        name="random-linear",
+        num_classes=classes,
+        discriminator=disc,
+    )
+
+
+def test_identity_losses_prefer_the_right_class() -> None:
+    logits = torch.tensor([[5.0, 1.0, 0.0], [0.0, 4.0, 1.0]])
+    right, wrong = torch.tensor([0, 1]), torch.tensor([2, 0])
+    for kind in ("cross_entropy", "margin", "poincare"):
+        good, bad = identity_loss(logits, right, kind), identity_loss(logits, wrong, kind)  # type: ignore[arg-type]
+        assert (good < bad).all(), kind
+    assert identity_loss(logits, right, "margin").tolist() == [-4.0, -3.0]
+    assert (identity_loss(logits, right, "poincare") >= 0).all()
+
+
+def test_random_transform_is_seeded_and_keeps_shape() -> None:
+    x = torch.rand(6, 1, 12, 10, generator=torch.Generator().manual_seed(0))
+    a = random_transform(x, torch.Generator().manual_seed(1), min_scale=0.8, hflip=True)
+    b = random_transform(x, torch.Generator().manual_seed(1), min_scale=0.8, hflip=True)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"steps": 0}, "steps"),
+        ({"loss": "l1"}, "loss"),
+        ({"min_crop": 0.1}, "min_crop"),
+        ({"candidates": 0}, "candidates"),
+        ({"latent_bound": 0.0}, "latent_bound"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidParameterError, match=f"'{field}'"):
+        PPA(**kwargs)  # type: ignore[arg-type]
+
+
+def test_prior_problems_are_one_line_errors(digits: ImageDataset, digits_mlp: TrainedModel) -> None:
+    target = TorchTarget(digits_mlp.model, input_shape=digits.image_shape)
+    with pytest.raises(InvalidParameterError, match="needs an image prior"):
+        PPA().run(target, InversionRequest(), rng=0)
+    with pytest.raises(InvalidParameterError, match="shape"):
+        PPA().run(target, InversionRequest(prior=_prior((1, 28, 28))), rng=0)
+    with pytest.raises(InvalidParameterError, match="class-conditional"):
+        PLGMI().run(target, InversionRequest(prior=_prior(digits.image_shape)), rng=0)
+    with pytest.raises(InvalidParameterError, match="discriminator"):
+        GMI().run(target, InversionRequest(prior=_prior(digits.image_shape)), rng=0)
+
+    class NoGrad:
+        capabilities = target.capabilities
+        num_classes, input_shape, queries = 10, digits.image_shape, 0
+        predict = target.predict
+
+    with pytest.raises(TargetError):
+        PPA().run(NoGrad(), InversionRequest(prior=_prior(digits.image_shape)), rng=0)  # type: ignore[arg-type]
+
+
+def test_search_raises_confidence_in_one_batch_and_is_deterministic(
+    digits: ImageDataset, digits_mlp: TrainedModel
+) -> None:
+    prior = _prior(digits.image_shape)
+    target = TorchTarget(digits_mlp.model, input_shape=digits.image_shape)
+    start = PPA(steps=1, pool_size=0, step_size=1e-6).run(
+        target, InversionRequest(prior=prior), rng=3
+    )
+    attack = PPA(steps=40, candidates=2, pool_size=64, select_transforms=2)
+    result = attack.run(target, InversionRequest(prior=prior), rng=3)
+    again = attack.run(target, InversionRequest(prior=prior), rng=3)
+    assert np.array_equal(result.reconstructions, again.reconstructions)
+    assert result.reconstructions.shape == (10, *digits.image_shape)
+    assert result.target_confidence.mean() > 0.9 > start.target_confidence.mean()
+    # pool 64 + 40 steps x 20 latents x 2 views + selection (20 x 1 + 20 x 2) + final 10
+    assert result.queries == 64 + 40 * 20 * 2 + 20 + 40 + 10
+    assert result.stop_reasons == ("max_iterations",) * 10
+    assert result.extra["prior"]["name"] == "random-linear"
+
+
+def test_budgets_stop_early_and_still_return_images(
+    digits: ImageDataset, digits_mlp: TrainedModel
+) -> None:
+    prior = _prior(digits.image_shape, discriminator=True)
+    limited = TorchTarget(digits_mlp.model, input_shape=digits.image_shape, query_budget=300)
+    res = GMI(steps=500).run(limited, InversionRequest(prior=prior, classes=[1, 2]), rng=0)
+    assert res.stop_reasons == ("query_budget",) * 2 and res.reconstructions.shape[0] == 2
+    target = TorchTarget(digits_mlp.model, input_shape=digits.image_shape)
+    timed = PPA(steps=100_000).run(target, InversionRequest(prior=prior, max_seconds=0.5), rng=0)
+    assert timed.stop_reasons[0] == "time_budget" and int(timed.iterations[0]) < 100_000
+
+
+def test_conditional_prior_search(digits: ImageDataset, digits_mlp: TrainedModel) -> None:
+    prior = _prior(digits.image_shape, classes=10)
+    target = TorchTarget(digits_mlp.model, input_shape=digits.image_shape)
+    start = PLGMI(steps=1, pool_size=0, step_size=1e-6).run(
+        target, InversionRequest(prior=prior), rng=0
+    )
+    res = PLGMI(steps=30, pool_size=100).run(target, InversionRequest(prior=prior), rng=0)
+    assert res.target_confidence.mean() > 0.6 > start.target_confidence.mean() + 0.3
