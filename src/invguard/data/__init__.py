@@ -11,14 +11,16 @@ from invguard.data.faces import (
     orl_faces_root,
 )
 from invguard.data.files import load_image_folder, load_npz_dataset
+from invguard.data.mnist import load_mnist, load_mnist_split
 
-BUILTIN_DATASETS = ("att-faces", "att-faces-full", "att-faces-private30", "digits")
-BUILTIN_AUXILIARY = ("att-faces-public10",)
+BUILTIN_DATASETS = ("att-faces", "att-faces-full", "att-faces-private30", "digits", "mnist-0-4")
+BUILTIN_AUXILIARY = ("att-faces-public10", "mnist-5-9")
 
 
 def load_builtin(name: str) -> ImageDataset:
     """Load a built-in data set by name: 'att-faces' (46x56), 'att-faces-full' (92x112),
-    'att-faces-private30' (identities s1-s30 only, 46x56) or 'digits'."""
+    'att-faces-private30' (identities s1-s30 only, 46x56), 'digits' (8x8) or 'mnist-0-4' (MNIST
+    digits 0-4, 28x28)."""
     from invguard.errors import InvalidParameterError
 
     if name == "att-faces":
@@ -29,6 +31,8 @@ def load_builtin(name: str) -> ImageDataset:
         return load_att_faces_with_auxiliary()[0]
     if name == "digits":
         return load_digits_dataset()
+    if name == "mnist-0-4":
+        return load_mnist_split()[0]
     raise InvalidParameterError(
         f"The 'dataset' parameter must be one of {', '.join(BUILTIN_DATASETS)}, got {name!r}"
     )
@@ -36,11 +40,14 @@ def load_builtin(name: str) -> ImageDataset:
 
 def load_builtin_auxiliary(name: str) -> np.ndarray:
     """Built-in auxiliary (public) images for attacks that need them: 'att-faces-public10' is the
-    100 images of identities s31-s40, disjoint from 'att-faces-private30'."""
+    100 images of identities s31-s40, disjoint from 'att-faces-private30'; 'mnist-5-9' the 2,500
+    MNIST digits 5-9, disjoint from 'mnist-0-4'."""
     from invguard.errors import InvalidParameterError
 
     if name == "att-faces-public10":
         return load_att_faces_with_auxiliary()[1]
+    if name == "mnist-5-9":
+        return load_mnist_split()[1]
     raise InvalidParameterError(
         f"The 'auxiliary' parameter must be one of {', '.join(BUILTIN_AUXILIARY)}, got {name!r}"
     )
@@ -57,6 +64,8 @@ __all__ = [
     "load_builtin_auxiliary",
     "load_digits_dataset",
     "load_image_folder",
+    "load_mnist",
+    "load_mnist_split",
     "load_npz_dataset",
     "orl_faces_root",
 ]
