@@ -128,6 +128,20 @@ def _miface_from_args(args: argparse.Namespace) -> Any:
     return MIFace(**overrides)
 
 
+def _attack_from_args(args: argparse.Namespace, name: str) -> Any:
+    """The attack object for ``name`` with the command line's settings."""
+    if name == "miface":
+        return _miface_from_args(args)
+    from invguard.attacks.generative import GENERATIVE_ATTACKS
+
+    overrides = {
+        field: getattr(args, field)
+        for field in ("steps", "candidates", "pool_size")
+        if getattr(args, field, None) is not None
+    }
+    return GENERATIVE_ATTACKS[name](**overrides)
+
+
 def _print_summary(summary: dict[str, Any], paths: dict[str, Path] | None, header: str) -> None:
     m = summary["metrics"]
     a = summary["attack"]
@@ -185,12 +199,13 @@ def _run_and_report(
     dataset: Any,
     model: Any,
     target_info: dict[str, Any],
-    attack: Any,
+    attack_name: str,
     classes: list[int] | None,
     title: str,
     dataset_source: str | None = None,
 ) -> int:
     from invguard.attacks import InversionRequest
+    from invguard.attacks.priors_setup import choose_attack, prepare_prior
     from invguard.judges import judge_run, reference_panel
     from invguard.metrics import evaluate_inversion
     from invguard.report import InversionReport
@@ -202,8 +217,25 @@ def _run_and_report(
     )
     target = TorchTarget(model, input_shape=dataset.image_shape)
     auxiliary = _load_aux(Path(args.aux), dataset.image_shape) if args.aux else None
-    request = InversionRequest(classes=classes, auxiliary=auxiliary)
-    request.resolve_classes(target.num_classes)  # fail fast on a bad class index
+    name = choose_attack(attack_name, model)
+    attack = _attack_from_args(args, name)
+    InversionRequest(classes=classes).resolve_classes(target.num_classes)  # fail fast
+    prior = None
+    if name != "miface":
+        from invguard.judges import is_face_data
+
+        prior = prepare_prior(
+            args.prior,
+            attack=name,
+            shape=dataset.image_shape,
+            faces=is_face_data(dataset),
+            public=auxiliary,
+            target=target,
+            cache=_cache(args),
+            seed=args.seed,
+            progress=_progress(f"training the {name} generator", show),
+        )
+    request = InversionRequest(classes=classes, auxiliary=auxiliary, prior=prior)
     result = attack.run(
         target, request, rng=args.seed, progress=_progress(f"inverting with {attack.name}", show)
     )
@@ -285,9 +317,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         dataset=dataset,
         model=trained.model,
         target_info=target_info,
-        attack=_miface_from_args(args),
+        attack_name=args.attack,
         classes=None,
-        title=f"InvGuard demo: MI-FACE against the {args.target} face classifier",
+        title=f"InvGuard demo: model inversion against the {args.target} face classifier",
         dataset_source="att-faces",
     )
     if not args.quiet:
@@ -322,9 +354,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
         dataset=dataset,
         model=model,
         target_info=target_info,
-        attack=_miface_from_args(args),
+        attack_name=args.attack,
         classes=args.classes,
-        title=f"InvGuard: {args.attack} against {Path(args.model).name}",
+        title=f"InvGuard: model inversion against {Path(args.model).name}",
         dataset_source=args.dataset if args.image_size is None else None,
     )
 
@@ -582,7 +614,23 @@ def _add_miface(p: argparse.ArgumentParser) -> None:
     g.add_argument("--l2-weight", type=float, help="L2 prior weight (distance from start)")
     g.add_argument("--denoise-every", type=int, help="apply the denoise step every N steps")
     g.add_argument("--start", choices=("grey", "mean", "random"), help="start point")
-    g.add_argument("--aux", help=".npz of auxiliary (public) images for --start mean")
+    g.add_argument(
+        "--aux",
+        help=".npz of auxiliary (public) images: --start mean, or the generator's training data",
+    )
+    g = p.add_argument_group("generative-prior attacks (ppa, gmi, plg)")
+    g.add_argument(
+        "--prior",
+        default="auto",
+        help="public-faces (the pretrained face DCGAN), trained (a DCGAN on --aux), or a generator "
+        "file (.safetensors DCGAN 64x64 nz 100, or a torch.export .pt2); default auto",
+    )
+    g.add_argument("--steps", type=int, help="latent optimisation steps")
+    g.add_argument("--candidates", type=int, help="latents optimised per class")
+    g.add_argument("--pool-size", type=int, help="random latents scored for the initial selection")
+
+
+ATTACK_CHOICES = ("auto", "miface", "ppa", "gmi", "plg")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -598,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="invert all 40 identities of a face classifier, write a report")
     p.add_argument("--target", choices=("softmax", "mlp", "cnn"), default="mlp")
     p.add_argument(
+        "--attack",
+        choices=ATTACK_CHOICES,
+        default="auto",
+        help="auto: PPA with the public face generator for convolutional models, else MI-FACE",
+    )
+    p.add_argument(
         "--out", default="invguard-report", help="report folder (default invguard-report)"
     )
     _add_common(p)
@@ -607,10 +661,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attack", help="invert your own saved PyTorch model")
     p.add_argument("--model", required=True, help="weights: .safetensors or a torch state dict")
     p.add_argument("--arch", required=True, choices=("softmax", "mlp", "cnn"))
-    p.add_argument("--attack", choices=("miface",), default="miface")
+    p.add_argument(
+        "--attack",
+        choices=ATTACK_CHOICES,
+        default="auto",
+        help="auto: PPA (generative prior) for convolutional models, else MI-FACE",
+    )
     p.add_argument(
         "--dataset",
-        choices=("att-faces", "att-faces-full", "digits"),
+        choices=("att-faces", "att-faces-full", "att-faces-private30", "digits", "mnist-0-4"),
         default="att-faces",
         help="the private data the model was trained on (default att-faces, 46x56)",
     )
@@ -627,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recons", help="RECONS.npy: float32 (n, c, h, w) in [0, 1]")
     p.add_argument(
         "--dataset",
-        choices=("att-faces", "att-faces-full", "att-faces-private30", "digits"),
+        choices=("att-faces", "att-faces-full", "att-faces-private30", "digits", "mnist-0-4"),
         default="att-faces",
         help="the private data the reconstructions are of (default att-faces, 46x56)",
     )

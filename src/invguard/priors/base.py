@@ -12,6 +12,7 @@ into a batch the target accepts: grey or RGB, a crop, a resize, the target's val
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,10 @@ class OutputMap:
         check_float("scale", self.scale, minimum=0.1, maximum=1.0)
         check_float("shift_y", self.shift_y, minimum=-0.5, maximum=0.5)
         check_float("background", self.background, minimum=0.0, maximum=1.0)
-        for name, (lo, hi) in (("value_range", self.value_range), ("source_range", self.source_range)):
+        for name, (lo, hi) in (
+            ("value_range", self.value_range),
+            ("source_range", self.source_range),
+        ):
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise InvalidParameterError(
                     f"The '{name}' parameter must be (low, high) with low < high, got {(lo, hi)!r}"
@@ -134,10 +138,9 @@ class ImagePrior:
     def __post_init__(self) -> None:
         for module in (self.generator, self.discriminator):
             if module is not None:
-                try:
+                # a torch.export program is already in eval form and refuses eval()
+                with contextlib.suppress(NotImplementedError):
                     module.eval()
-                except NotImplementedError:  # a torch.export program is already in eval form
-                    pass
                 for p in module.parameters():
                     p.requires_grad_(False)
 

@@ -1,0 +1,221 @@
+"""Generative-prior attacks against MI-FACE, per protocol and target, with every judge.
+
+Protocols (issue 12):
+
+* ``faces40``: the 40 AT&T identities; the public prior is the pretrained face DCGAN
+  (``gan-face-generate``, synthetic DigiFace-1M faces).
+* ``faces30``: identities s1-s30 private; the attacker's public images are the 100 photos of
+  s31-s40, on which InvGuard trains its own DCGAN (GMI, PPA) and PLG-MI's conditional GAN.
+* ``mnist``: the GMI/KED-MI digit protocol: target trained on MNIST 0-4, generators on 5-9 only.
+
+For every row: each judge's top-1, the verdict (>= 2 reliable judges), seconds and steps.
+``--gallery DIR`` writes one PNG per protocol (first row: a private training image per class).
+
+    python benchmarks/bench_generative.py --protocol faces40 --targets cnn --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _common import cache, table
+from PIL import Image
+
+from invguard.attacks import InversionRequest, MIFace
+from invguard.attacks.generative import GMI, PLGMI, PPA
+from invguard.attacks.priors_setup import prepare_prior
+from invguard.data import ImageDataset, load_builtin, load_builtin_auxiliary
+from invguard.judges import is_face_data, judge_run, reference_panel
+from invguard.models import train_target
+from invguard.priors import ImagePrior, load_public_face_prior
+from invguard.priors.train import train_prior
+from invguard.report.images import to_pil
+from invguard.targets import TorchTarget
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    dataset: str
+    public: str | None
+    priors: tuple[str, ...]  # "public-faces" and/or "trained"
+
+
+PROTOCOLS = {
+    "faces40": Protocol("faces40", "att-faces", None, ("public-faces",)),
+    "faces30": Protocol(
+        "faces30", "att-faces-private30", "att-faces-public10", ("public-faces", "trained")
+    ),
+    "mnist": Protocol("mnist", "mnist-0-4", "mnist-5-9", ("trained",)),
+}
+
+
+def _zoo_resnet(dataset: ImageDataset) -> tuple[Any, float]:
+    from _zoo_models import ZOO, get_model
+
+    spec = next(s for s in ZOO if s.name == "resnet-aug")
+    zm = get_model(spec, "held-out", dataset, Path(cache().root) / "zoo")
+    return zm.model, zm.test_accuracy
+
+
+def _targets(dataset: ImageDataset, names: list[str], seed: int) -> dict[str, tuple[Any, float]]:
+    out: dict[str, tuple[Any, float]] = {}
+    for name in names:
+        if name == "resnet":
+            out[name] = _zoo_resnet(dataset)
+        else:
+            trained = train_target(dataset, name, seed=seed, cache=cache())
+            out[name] = (trained.model, float(trained.test_accuracy or 0.0))
+    return out
+
+
+def _priors(
+    proto: Protocol, dataset: ImageDataset, public: np.ndarray | None
+) -> dict[str, ImagePrior]:
+    priors: dict[str, ImagePrior] = {}
+    for kind in proto.priors:
+        started = time.perf_counter()
+        if kind == "public-faces":
+            priors[kind] = load_public_face_prior(dataset.image_shape)
+        else:
+            assert public is not None
+            priors[kind] = train_prior(public, shape=dataset.image_shape, seed=0, cache=cache())
+        print(
+            f"  prior {kind}: {time.perf_counter() - started:.1f} s ({priors[kind].info.get('source', '')})"
+        )
+    return priors
+
+
+def _attacks(proto: Protocol, names: list[str]) -> list[tuple[str, Any, str | None]]:
+    """(label, attack, prior kind) for the protocol; GMI needs a discriminator (trained prior)."""
+    out: list[tuple[str, Any, str | None]] = []
+    for name in names:
+        if name == "miface":
+            out.append(("miface", MIFace(), None))
+        elif name == "ppa":
+            out += [(f"ppa/{k}", PPA(), k) for k in proto.priors]
+        elif name == "gmi" and "trained" in proto.priors:
+            out.append(("gmi/trained", GMI(), "trained"))
+        elif name == "plg" and proto.public is not None:
+            out.append(("plg", PLGMI(), "plg"))
+    return out
+
+
+def run_protocol(
+    proto: Protocol,
+    target_names: list[str],
+    attack_names: list[str],
+    seed: int,
+    gallery: Path | None,
+) -> list[dict[str, Any]]:
+    dataset = load_builtin(proto.dataset)
+    public = load_builtin_auxiliary(proto.public) if proto.public else None
+    print(
+        f"\n## {proto.name}: {dataset.name}, {dataset.num_classes} classes, public {proto.public or 'none'}"
+    )
+    panel, _, _ = reference_panel(dataset, cache=cache())
+    priors = _priors(proto, dataset, public)
+    rows: list[dict[str, Any]] = []
+    for tname, (model, test_acc) in _targets(dataset, target_names, seed).items():
+        strip: list[tuple[str, np.ndarray]] = []
+        for label, attack, kind in _attacks(proto, attack_names):
+            target = TorchTarget(model, input_shape=dataset.image_shape)
+            started = time.perf_counter()
+            prior = None
+            if kind == "plg":
+                prior = prepare_prior(
+                    "auto",
+                    attack="plg",
+                    shape=dataset.image_shape,
+                    faces=is_face_data(dataset),
+                    public=public,
+                    target=target,
+                    cache=cache(),
+                    seed=seed,
+                )
+            elif kind is not None:
+                prior = priors[kind]
+            prep = time.perf_counter() - started
+            result = attack.run(target, InversionRequest(prior=prior), rng=seed)
+            judgement = judge_run(panel, dataset, result.reconstructions, result.classes, target)
+            s = judgement.summary()
+            row: dict[str, Any] = {
+                "protocol": proto.name,
+                "target": tname,
+                "test acc": f"{test_acc:.3f}",
+                "attack": label,
+                "verdict": f"{s['verdict_top1']:.3f}",
+            }
+            for jname, j in s["judges"].items():
+                row[jname] = f"{j['top1']:.3f}"
+            row.update(
+                {
+                    "unanimous": f"{s['unanimous_top1']:.3f}",
+                    "attack s": f"{result.seconds:.1f}",
+                    "prior s": f"{prep:.1f}",
+                    "steps": int(result.iterations.max()),
+                    "queries": result.queries,
+                }
+            )
+            rows.append(row)
+            print(
+                "  " + "  ".join(f"{k} {v}" for k, v in row.items() if k != "protocol"), flush=True
+            )
+            strip.append((label, result.reconstructions))
+        if gallery is not None and strip:
+            _gallery(gallery / f"generative-{proto.name}-{tname}.png", dataset, strip)
+    return rows
+
+
+def _gallery(
+    path: Path, dataset: ImageDataset, strip: list[tuple[str, np.ndarray]], n: int = 10
+) -> None:
+    """Rows: one private training image per class, then each attack's reconstructions."""
+    real = np.stack([dataset.class_images(c)[0] for c in range(min(n, dataset.num_classes))])
+    rows = [real] + [rec[: len(real)] for _, rec in strip]
+    scale = 2 if dataset.image_shape[1] >= 40 else 3
+    h, w = dataset.image_shape[1] * scale, dataset.image_shape[2] * scale
+    canvas = Image.new("L", (len(real) * (w + 2) + 2, len(rows) * (h + 2) + 2), color=255)
+    for r, imgs in enumerate(rows):
+        for c, img in enumerate(imgs):
+            canvas.paste(to_pil(img, scale=scale), (2 + c * (w + 2), 2 + r * (h + 2)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    print(f"  gallery {path} (rows: real, {', '.join(label for label, _ in strip)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all")
+    parser.add_argument("--targets", default="softmax,mlp,cnn,resnet")
+    parser.add_argument("--attacks", default="miface,ppa,gmi,plg")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gallery", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    protos = list(PROTOCOLS.values()) if args.protocol == "all" else [PROTOCOLS[args.protocol]]
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for proto in protos:
+        rows += run_protocol(
+            proto, args.targets.split(","), args.attacks.split(","), args.seed, args.gallery
+        )
+    columns = sorted(
+        {k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99
+    )
+    print("\n" + table([{c: r.get(c, "-") for c in columns} for r in rows], columns))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

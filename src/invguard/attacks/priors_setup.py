@@ -1,0 +1,119 @@
+"""Choosing a generative attack and preparing its image prior for a target.
+
+``auto`` picks the generative-prior attack (PPA) for models with convolutions, where input-space
+inversion stays at chance (README, "Defaults across a zoo"), and MI-FACE otherwise. The prior is the
+public face generator for face data when it is installed, else a DCGAN trained on the attacker's
+public images; PLG-MI trains a conditional GAN on public images pseudo-labelled by the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from invguard.errors import DataError, InvalidParameterError
+from invguard.models.cache import ModelCache
+from invguard.priors import PUBLIC_FACE_INSTALL, ImagePrior, load_generator_file
+from invguard.priors.pretrained import load_public_face_prior
+from invguard.targets.base import DifferentiableTarget, Target
+
+GENERATIVE_NAMES = ("ppa", "gmi", "plg")
+PRIOR_KINDS = ("auto", "public-faces", "trained")
+PLG_PER_CLASS = 30
+ProgressFn = Callable[[int, int], None]
+
+
+def has_convolutions(model: nn.Module) -> bool:
+    """True when ``model`` has a convolution layer anywhere (the 'deep model' case)."""
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+def choose_attack(requested: str, model: nn.Module | None) -> str:
+    """``requested`` unless it is ``auto``: PPA for convolutional models, MI-FACE otherwise."""
+    if requested != "auto":
+        return requested
+    return "ppa" if model is not None and has_convolutions(model) else "miface"
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 over a model's parameters and buffers (names, shapes, bytes): a cache key part."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def prepare_prior(
+    kind: str,
+    *,
+    attack: str,
+    shape: tuple[int, int, int],
+    faces: bool,
+    public: np.ndarray | None,
+    target: Target,
+    cache: ModelCache | None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> ImagePrior:
+    """The image prior for ``attack``; ``kind`` is one of :data:`PRIOR_KINDS` or a generator file."""
+    from invguard.priors.train import pseudo_label, train_conditional_prior, train_prior
+
+    if attack == "plg":
+        images = _need_public(public, attack)
+        if not isinstance(target, DifferentiableTarget):
+            raise InvalidParameterError("attack 'plg' needs a white-box PyTorch target")
+        probs = np.asarray(target.predict(images), dtype=np.float32)
+        per_class = min(PLG_PER_CLASS, len(images))
+        idx, labels = pseudo_label(probs, per_class)
+        model = getattr(target, "model", None)
+        return train_conditional_prior(
+            images[idx],
+            labels,
+            num_classes=target.num_classes,
+            classifier=target.differentiable_logits,
+            classifier_fingerprint=model_fingerprint(model)
+            if isinstance(model, nn.Module)
+            else None,
+            shape=shape,
+            seed=seed,
+            cache=cache,
+            progress=progress,
+        )
+    if kind not in PRIOR_KINDS:
+        return load_generator_file(Path(kind), shape)
+    if kind == "public-faces" or (kind == "auto" and faces):
+        try:
+            return load_public_face_prior(shape)
+        except DataError as exc:
+            if kind == "public-faces" or public is None:
+                raise DataError(
+                    f"attack '{attack}' needs an image prior: {PUBLIC_FACE_INSTALL}, "
+                    "or pass public images (--aux) to train one"
+                ) from exc
+    images = _need_public(public, attack)
+    return train_prior(images, shape=shape, seed=seed, cache=cache, progress=progress)
+
+
+def _need_public(public: np.ndarray | None, attack: str) -> np.ndarray:
+    if public is None or len(public) == 0:
+        raise InvalidParameterError(
+            f"attack '{attack}' needs the attacker's public images to train its generator: "
+            "pass --aux PUBLIC.npz (or InversionRequest(auxiliary=...))"
+        )
+    return np.asarray(public, dtype=np.float32)
+
+
+__all__ = [
+    "GENERATIVE_NAMES",
+    "PRIOR_KINDS",
+    "choose_attack",
+    "has_convolutions",
+    "model_fingerprint",
+    "prepare_prior",
+]
