@@ -244,7 +244,10 @@ def test_trained_prior_is_cached_and_reloaded(
     assert first.discriminator is not None
     assert second.discriminator is not None
     with torch.no_grad():
-        assert torch.equal(first.realism(first.decode(z)), second.realism(second.decode(z)))  # type: ignore[arg-type]
+        r1, r2 = first.realism(first.decode(z)), second.realism(second.decode(z))
+    assert r1 is not None
+    assert r2 is not None
+    assert torch.equal(r1, r2)
     # another seed, other images, other value range: other entries
     train_prior(x, shape=SHAPE, config=cfg, seed=3, cache=cache)
     train_prior(x[:128], shape=SHAPE, config=cfg, seed=2, cache=cache)

@@ -62,7 +62,10 @@ def prepare_prior(
     progress: ProgressFn | None = None,
 ) -> ImagePrior:
     """The image prior for ``attack``; ``kind`` is one of :data:`PRIOR_KINDS` or a generator file."""
-    from invguard.priors.train import pseudo_label, train_conditional_prior, train_prior
+    from invguard.priors.train import GanConfig, pseudo_label, train_conditional_prior, train_prior
+
+    # about 100 public faces: a 32x32 DCGAN with flips (measured in invguard.priors.train)
+    config = GanConfig(size=32, batch_size=32, steps=3000, hflip=True) if faces else None
 
     if attack == "plg":
         images = _need_public(public, attack)
@@ -81,6 +84,7 @@ def prepare_prior(
             if isinstance(model, nn.Module)
             else None,
             shape=shape,
+            config=config,
             seed=seed,
             cache=cache,
             progress=progress,
@@ -97,7 +101,9 @@ def prepare_prior(
                     "or pass public images (--aux) to train one"
                 ) from exc
     images = _need_public(public, attack)
-    return train_prior(images, shape=shape, seed=seed, cache=cache, progress=progress)
+    return train_prior(
+        images, shape=shape, config=config, seed=seed, cache=cache, progress=progress
+    )
 
 
 def _need_public(public: np.ndarray | None, attack: str) -> np.ndarray:

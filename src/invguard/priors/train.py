@@ -13,7 +13,9 @@ Both use the DCGAN architecture (Radford et al., ICLR 2016) with a spectrally no
 discriminator (Miyato et al., "Spectral Normalization for Generative Adversarial Networks", ICLR
 2018), the hinge loss (Lim and Ye, "Geometric GAN", 2017; Miyato et al. 2018) and, because public
 sets are small, differentiable augmentation of real and fake images alike (Zhao et al.,
-"Differentiable Augmentation for Data-Efficient GAN Training", NeurIPS 2020).
+"Differentiable Augmentation for Data-Efficient GAN Training", NeurIPS 2020). The prior is a moving
+average of the generator's weights (Yazici et al., "The Unusual Effectiveness of Averaging in GAN
+Training", ICLR 2019) whose batch-norm statistics are recomputed at the end.
 
 Training is deterministic for a seed: every random draw, weight initialisation included, comes from
 one ``torch.Generator``; the global RNG is neither seeded nor advanced. Trained priors are kept in
@@ -65,9 +67,16 @@ class GanConfig:
     of generator and discriminator, ``steps`` the number of generator updates, each after
     ``n_critic`` discriminator updates, with Adam at ``lr_g``/``lr_d``. ``augment`` applies
     DiffAugment (Zhao et al. 2020: translation by up to 1/8 of the size, brightness and contrast,
-    and a horizontal flip when ``hflip``) to real and fake images before the discriminator; keep
-    ``hflip`` off for data that is not mirror-symmetric (digits, text), or the generator may learn
-    to draw mirrored images. ``target_weight`` weighs the target's max-margin loss (PLG-MI only).
+    and a horizontal flip when ``hflip``) to real and fake images before the discriminator. Turn
+    ``hflip`` on only for mirror-symmetric data (faces): the discriminator cannot tell a flipped
+    image from an unflipped one, so on digits the generator learns to draw mirrored ones (measured
+    on MNIST 5-9: mirrored 5s and 9s, fewer modes). ``target_weight`` weighs the target's
+    max-margin loss (PLG-MI only). ``ema`` is the decay of the moving average of the generator's
+    weights that is kept as the prior (Yazici et al., ICLR 2019; 0: keep the last weights).
+
+    Defaults (measured on MNIST 5-9, 2,500 images, one thread of a shared 2-core machine: about
+    2 minutes, recognisable digits). For about 100 faces (AT&T, 56x46) use
+    ``GanConfig(size=32, batch_size=32, steps=3000, hflip=True)`` (about 3 minutes).
     """
 
     size: int | None = None
@@ -80,7 +89,7 @@ class GanConfig:
     lr_d: float = 2e-4
     n_critic: int = 1
     augment: bool = True
-    hflip: bool = True
+    hflip: bool = False
     target_weight: float = 0.2
     ema: float = 0.99
 
@@ -164,10 +173,11 @@ def max_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def pseudo_label(probs: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray]:
     """PLG-MI's top-n pseudo-labelling (Yuan et al. 2023, Sec. 3.1) of public images.
 
-    ``probs`` is ``(m, k)``: the target's class probabilities for ``m`` public images. For each class
-    ``c`` the ``per_class`` images with the highest ``probs[:, c]`` are kept with label ``c`` (ties go
-    to the lower index). An image may be kept for several classes, at most once for each. Returns
-    ``(indices, labels)``, both ``(k * per_class,)`` int64, grouped by class, best first.
+    ``probs`` is ``(m, k)``: the target's class probabilities for ``m`` public images. For each
+    class ``c`` the ``per_class`` images with the highest ``probs[:, c]`` are kept with label ``c``
+    (ties go to the lower index). An image may be kept for several classes, at most once for
+    each. Returns ``(indices, labels)``, both ``(k * per_class,)`` int64, grouped by class, best
+    first.
     """
     p = np.asarray(probs)
     if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 1:
