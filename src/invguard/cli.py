@@ -212,9 +212,6 @@ def _run_and_report(
     from invguard.targets import TorchTarget
 
     show = not args.quiet
-    panel, evaluator, ev_info = reference_panel(
-        dataset, cache=_cache(args), progress=_progress("training evaluation model", show)
-    )
     target = TorchTarget(model, input_shape=dataset.image_shape)
     auxiliary = _load_aux(Path(args.aux), dataset.image_shape) if args.aux else None
     name = choose_attack(attack_name, model)
@@ -236,6 +233,9 @@ def _run_and_report(
             progress=_progress(f"training the {name} generator", show),
         )
     request = InversionRequest(classes=classes, auxiliary=auxiliary, prior=prior)
+    panel, evaluator, ev_info = reference_panel(
+        dataset, cache=_cache(args), progress=_progress("training evaluation model", show)
+    )
     result = attack.run(
         target, request, rng=args.seed, progress=_progress(f"inverting with {attack.name}", show)
     )
