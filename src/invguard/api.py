@@ -24,6 +24,7 @@ from invguard.metrics.evaluate import Evaluator, InversionMetrics, evaluate_inve
 from invguard.models.cache import ModelCache
 from invguard.models.training import ProgressFn as TrainProgressFn
 from invguard.models.zoo import EVALUATION_ARCH, train_evaluation_model
+from invguard.priors import ImagePrior
 from invguard.report.inversion import InversionReport
 from invguard.targets.base import Target
 from invguard.targets.pytorch import TorchTarget
@@ -36,12 +37,14 @@ def invert(
     attack: Attack | None = None,
     classes: Sequence[int] | None = None,
     auxiliary: np.ndarray | None = None,
+    prior: ImagePrior | None = None,
     rng: np.random.Generator | int = 0,
     progress: ProgressFn | None = None,
 ) -> AttackResult:
     """Run ``attack`` (MI-FACE with its measured defaults if None) against a model or target.
 
     A bare ``torch.nn.Module`` is wrapped in a :class:`TorchTarget` (``input_shape`` required).
+    ``prior`` is the image generator for the generative-prior attacks (``PPA``, ``GMI``, ``PLGMI``).
     """
     if isinstance(model, nn.Module):
         if input_shape is None:
@@ -54,7 +57,7 @@ def invert(
     else:
         target = model
     atk: Attack = attack if attack is not None else MIFace()
-    request = InversionRequest(classes=classes, auxiliary=auxiliary)
+    request = InversionRequest(classes=classes, auxiliary=auxiliary, prior=prior)
     return atk.run(target, request, rng=rng, progress=progress)
 
 
