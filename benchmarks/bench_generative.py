@@ -169,9 +169,44 @@ def run_protocol(
                 "  " + "  ".join(f"{k} {v}" for k, v in row.items() if k != "protocol"), flush=True
             )
             strip.append((label, result.reconstructions))
+        if public is not None:
+            rows.append(_lookalike_row(proto, tname, test_acc, model, dataset, public, panel))
         if gallery is not None and strip:
             _gallery(gallery / f"generative-{proto.name}-{tname}.png", dataset, strip)
     return rows
+
+
+def _lookalike_row(
+    proto: Protocol,
+    tname: str,
+    test_acc: float,
+    model: Any,
+    dataset: ImageDataset,
+    public: np.ndarray,
+    panel: Any,
+) -> dict[str, Any]:
+    """A calibration row: per class, the PUBLIC image the target is most confident is that class.
+
+    The judges are closed-set: they must name one of the private classes. When they name the
+    class of a public look-alike (a 6 for a 0), a reconstruction's verdict at that level is no
+    evidence of leakage beyond what public data already gives.
+    """
+    target = TorchTarget(model, input_shape=dataset.image_shape)
+    best = target.predict(public).argmax(0)
+    classes = np.arange(dataset.num_classes)
+    s = judge_run(panel, dataset, public[best], classes, target).summary()
+    row: dict[str, Any] = {
+        "protocol": proto.name,
+        "target": tname,
+        "test acc": f"{test_acc:.3f}",
+        "attack": "calibration: public look-alike",
+        "verdict": f"{s['verdict_top1']:.3f}",
+    }
+    for jname, j in s["judges"].items():
+        row[jname] = f"{j['top1']:.3f}"
+    row["unanimous"] = f"{s['unanimous_top1']:.3f}"
+    print("  " + "  ".join(f"{k} {v}" for k, v in row.items() if k != "protocol"), flush=True)
+    return row
 
 
 def _gallery(
