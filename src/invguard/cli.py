@@ -243,7 +243,9 @@ def _run_and_report(
         print(
             "judging: every judge on the reconstructions and the calibration rows", file=sys.stderr
         )
-    judgement = judge_run(panel, dataset, result.reconstructions, result.classes, target)
+    judgement = judge_run(
+        panel, dataset, result.reconstructions, result.classes, target, public=auxiliary
+    )
     report = InversionReport(
         title=title,
         dataset=dataset,

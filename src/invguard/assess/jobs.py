@@ -180,6 +180,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
             result.classes,
             built.target,
             surrogate=surrogate,
+            public=auxiliary,
         )
         names = dataset.class_names
         per_class = metrics.per_class()

@@ -33,7 +33,7 @@ from invguard.judges.base import FloatArray
 from invguard.targets.base import GradientTarget, Target
 from invguard.targets.pytorch import TorchTarget
 
-CALIBRATION_ROWS = ("noise", "grey", "class_mean", "held_out", "artefacts")
+CALIBRATION_ROWS = ("noise", "grey", "class_mean", "held_out", "artefacts", "public_lookalike")
 NULL_ROWS = ("noise", "grey", "artefacts")  # a person sees no identity in these
 ARTEFACT_EPS = 8.0 / 255.0
 ARTEFACT_STEPS = 40
@@ -48,6 +48,11 @@ ROW_DESCRIPTIONS = {
     "artefacts": (
         "noise plus an 8/255 perturbation optimised against the target, no image prior "
         "(a person sees noise)"
+    ),
+    "public_lookalike": (
+        "for each class, the attacker's public image that the target is most confident is that "
+        "class, no attack: the judges are closed-set, so a verdict at this level is what public "
+        "data alone gives"
     ),
 }
 
@@ -104,6 +109,13 @@ def class_means(dataset: ImageDataset, classes: NDArray[np.int64]) -> FloatArray
     return out
 
 
+def public_lookalikes(target: Target, public: FloatArray, classes: NDArray[np.int64]) -> FloatArray:
+    """Per class, the public image with the highest target probability for it (one batch)."""
+    probs = np.asarray(target.predict(np.ascontiguousarray(public, dtype=np.float32)))
+    out: FloatArray = public[probs[:, classes].argmax(axis=0)].astype(np.float32)
+    return out
+
+
 def calibration_set(
     dataset: ImageDataset,
     classes: NDArray[np.int64],
@@ -111,6 +123,7 @@ def calibration_set(
     artefact_target: GradientTarget | None,
     artefact_source: str,
     rng: np.random.Generator,
+    public: FloatArray | None = None,
 ) -> CalibrationSet:
     """Build every calibration row for ``classes`` (artefacts only when a gradient source is given)."""
     shape = (len(classes), *dataset.image_shape)
@@ -133,6 +146,10 @@ def calibration_set(
         notes["artefacts"] = f"{ROW_DESCRIPTIONS['artefacts']}; crafted against {artefact_source}"
     else:
         notes["artefacts"] = f"not available: {artefact_source}"
+    if public is not None and len(public) and artefact_target is not None:
+        images["public_lookalike"] = public_lookalikes(artefact_target, public, classes)
+    else:
+        notes["public_lookalike"] = "not available: no public images, or no model to rank them"
     return CalibrationSet(classes=classes, images=images, notes=notes)
 
 

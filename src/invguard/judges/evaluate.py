@@ -175,9 +175,11 @@ def run_calibration(
     *,
     surrogate: GradientTarget | None = None,
     surrogate_name: str = "a surrogate",
+    public: FloatArray | None = None,
 ) -> CalibrationSet:
     """Calibration images for a run against ``target`` (artefacts crafted against it if it gives
-    gradients, else against ``surrogate``); the noise is the same in every run."""
+    gradients, else against ``surrogate``); the noise is the same in every run. With the attacker's
+    ``public`` images, the public look-alike row is ranked by the same model."""
     view = fresh_gradient_view(target) if target is not None else None
     if view is not None:
         source, grad_target = "the target itself", view
@@ -191,6 +193,7 @@ def run_calibration(
         artefact_target=grad_target,
         artefact_source=source,
         rng=np.random.default_rng(CALIBRATION_SEED),
+        public=public,
     )
 
 
@@ -203,9 +206,10 @@ def judge_run(
     *,
     surrogate: GradientTarget | None = None,
     human: NDArray[np.int8] | None = None,
+    public: FloatArray | None = None,
 ) -> Judgement:
     """Calibrate against ``target`` and judge ``reconstructions``: the usual one-call path."""
-    cal = run_calibration(dataset, classes, target, surrogate=surrogate)
+    cal = run_calibration(dataset, classes, target, surrogate=surrogate, public=public)
     return judge_images(panel, reconstructions, classes, cal, human=human)
 
 
