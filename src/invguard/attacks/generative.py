@@ -39,6 +39,7 @@ from invguard.attacks.base import (
 )
 from invguard.errors import InvalidParameterError, TargetError, check_choice, check_float, check_int
 from invguard.priors.base import ImagePrior
+from invguard.priors.train import max_margin_loss
 from invguard.targets.base import (
     Capability,
     DifferentiableTarget,
@@ -60,11 +61,9 @@ def identity_loss(logits: torch.Tensor, y: torch.Tensor, kind: IdentityLoss) -> 
     """
     if kind == "cross_entropy":
         return F.cross_entropy(logits, y, reduction="none")
-    onehot = F.one_hot(y, logits.shape[1]).to(logits.dtype)
     if kind == "margin":
-        own = (logits * onehot).sum(1)
-        other = logits.masked_fill(onehot.bool(), float("-inf")).amax(1)
-        return other - own
+        return max_margin_loss(logits, y, reduction="none")
+    onehot = F.one_hot(y, logits.shape[1]).to(logits.dtype)
     u = logits / logits.abs().sum(1, keepdim=True).clamp_min(1e-12)
     v = (onehot - 1e-5).clamp_min(0.0)
     num = 2.0 * (u - v).pow(2).sum(1)

@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -159,15 +159,19 @@ def diff_augment(
     return x
 
 
-def max_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """PLG-MI's max-margin loss (Yuan et al. 2023, Eq. 6): ``-(l_y - max_{j != y} l_j)``, averaged.
+def max_margin_loss(
+    logits: torch.Tensor, y: torch.Tensor, *, reduction: Literal["mean", "none"] = "mean"
+) -> torch.Tensor:
+    """PLG-MI's max-margin loss (Yuan et al. 2023, Eq. 6): ``-(l_y - max_{j != y} l_j)``, averaged
+    (or per sample with ``reduction="none"``, as the latent-search attacks use it).
 
     Unlike cross-entropy it stops pushing once class ``y`` leads, and it works on logits, so it
     does not saturate (Carlini and Wagner 2017's margin, used by PLG-MI for the inversion loss).
     """
     own = logits.gather(1, y.unsqueeze(1)).squeeze(1)
     others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
-    return (others.max(dim=1).values - own).mean()
+    margin = others.max(dim=1).values - own
+    return margin.mean() if reduction == "mean" else margin
 
 
 def pseudo_label(probs: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray]:
