@@ -1,5 +1,8 @@
 """Model inversion attacks. Each is a frozen keyword-only config with ``run(target, request, *, rng)``.
 
+All share :class:`AttackBase`, whose final ``run`` does the bookkeeping (capabilities, seeds,
+classes, budgets, timing, query counts, the result); an attack implements ``_search``.
+
 * :class:`MIFace`: white-box (gradients).
 * :class:`MIFaceZO`: black-box scores, zeroth-order gradient estimates, counted in queries.
 * :class:`LearnedInversion`: an inversion network trained on auxiliary images' prediction vectors.
@@ -9,7 +12,15 @@
 # The targets package imports the output defences, which import this package's contract: load it
 # first so that ``import invguard.attacks`` works from a fresh interpreter.
 import invguard.targets  # noqa: F401  (import order)
-from invguard.attacks.base import Attack, AttackResult, InversionRequest, ProgressFn
+from invguard.attacks.base import (
+    Attack,
+    AttackBase,
+    AttackResult,
+    InversionRequest,
+    ProgressFn,
+    SearchContext,
+    SearchOutcome,
+)
 from invguard.attacks.blackbox import MIFaceZO
 from invguard.attacks.label_only import BoundaryRepulsion
 from invguard.attacks.learned import LearnedInversion
@@ -25,6 +36,7 @@ ATTACKS: dict[str, type[MIFace | MIFaceZO | LearnedInversion | BoundaryRepulsion
 __all__ = [
     "ATTACKS",
     "Attack",
+    "AttackBase",
     "AttackResult",
     "BoundaryRepulsion",
     "InversionRequest",
@@ -32,4 +44,6 @@ __all__ = [
     "MIFace",
     "MIFaceZO",
     "ProgressFn",
+    "SearchContext",
+    "SearchOutcome",
 ]

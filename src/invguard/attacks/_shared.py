@@ -15,11 +15,6 @@ from invguard.targets.base import Target
 FloatArray = NDArray[np.float32]
 
 
-def torch_generator(gen: np.random.Generator) -> torch.Generator:
-    """A torch CPU generator seeded from ``gen`` (all randomness flows from the attack's ``rng``)."""
-    return torch.Generator().manual_seed(int(gen.integers(2**63 - 1)))
-
-
 def dct_matrix(n: int, k: int) -> torch.Tensor:
     """The first ``k`` rows of the orthonormal DCT-II matrix of size ``n`` (shape ``(k, n)``)."""
     freq = torch.arange(k, dtype=torch.float64)[:, None]

@@ -55,7 +55,7 @@ help measurably. With top-3 or rounded scores the probe alone costs about 28,000
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -69,18 +69,17 @@ from invguard.attacks._shared import (
     check_bounds,
     dct_matrix,
     predict_batched,
-    torch_generator,
 )
 from invguard.attacks.base import (
-    AttackResult,
+    AttackBase,
     InversionRequest,
     ProgressFn,
-    as_generator,
-    config_dict,
+    SearchContext,
+    SearchOutcome,
 )
 from invguard.attacks.miface import total_variation_and_grad
 from invguard.errors import InvalidParameterError, check_choice, check_float, check_int
-from invguard.targets.base import Capability, QueryBudgetExceededError, Target, require
+from invguard.targets.base import Capability, QueryBudgetExceededError, Target
 
 Estimator = Literal["nes", "spsa"]
 Pooling = Literal["jacobian", "none"]
@@ -91,7 +90,7 @@ PROBE_CHUNK = 1024  # pairs per predict call while probing
 
 
 @dataclass(frozen=True, kw_only=True)
-class MIFaceZO:
+class MIFaceZO(AttackBase):
     """Black-box MI-FACE driven by zeroth-order gradient estimates (see the module docstring).
 
     Defaults were chosen by measurement on the AT&T faces (``benchmarks/bench_blackbox.py``).
@@ -157,43 +156,43 @@ class MIFaceZO:
         """Queries one running class costs per step: its image and ``2 * directions`` neighbours."""
         return 1 + 2 * self.directions
 
-    def run(
-        self,
-        target: Target,
-        request: InversionRequest,
-        *,
-        rng: np.random.Generator | int,
-        progress: ProgressFn | None = None,
-    ) -> AttackResult:
-        """Invert every requested class of ``target`` at once; see :class:`AttackResult`."""
-        require(target, self.requires, self.name)
-        gen, seed = as_generator(rng)
-        classes = request.resolve_classes(target.num_classes)
-        shape = tuple(target.input_shape)
+    def _check(self, target: Target, request: InversionRequest) -> None:
+        if self.start == "mean":
+            auxiliary_images(request, target, self.name)
+        c = target.num_classes
+        sub_dim = int(np.prod(_subspace_shape(tuple(target.input_shape), self.downsample)))
+        full = Capability.PROBABILITIES in target.capabilities
+        if (
+            self.pooling == "jacobian"
+            and not full
+            and not JacobianEstimate.per_class_fits(c, sub_dim)
+        ):
+            raise InvalidParameterError(
+                f"The 'downsample' parameter is too small for a target with truncated or rounded "
+                f"scores and {c} classes: the per-class Jacobian estimate needs {c} x "
+                f"{sub_dim}^2 entries; use a larger downsample"
+            )
+
+    def _search(self, ctx: SearchContext) -> SearchOutcome:
+        """Invert every requested class at once, in one batch."""
+        target, classes = ctx.target, ctx.classes
         if self.start == "mean":
             centre = torch.from_numpy(
-                auxiliary_images(request, target, self.name).mean(axis=0)
+                auxiliary_images(ctx.request, target, self.name).mean(axis=0)
             ).clamp(*self.bounds)
         else:
-            centre = torch.full(shape, self.start_value)
+            centre = torch.full(tuple(target.input_shape), self.start_value)
         full = Capability.PROBABILITIES in target.capabilities
-        state = _ZORun(self, target, centre, torch.from_numpy(classes), torch_generator(gen), full)
-        started = time.perf_counter()
-        state.deadline = None if request.max_seconds is None else started + request.max_seconds
-        queries_before = target.queries
+        state = _ZORun(
+            self, target, centre, torch.from_numpy(classes), ctx.torch_generator, full, ctx.expired
+        )
         state.probe()
-        state.loop(progress)
-        return AttackResult(
-            attack=self.name,
-            classes=classes,
-            reconstructions=state.best_x.numpy().astype(np.float32),
-            target_confidence=state.best_score.numpy().astype(np.float32),
-            iterations=state.iters.numpy().astype(np.int64),
-            stop_reasons=tuple(state.reasons),
-            queries=target.queries - queries_before,
-            seconds=time.perf_counter() - started,
-            config=config_dict(self),
-            seed=seed,
+        state.loop(ctx.progress)
+        return SearchOutcome(
+            reconstructions=state.best_x,
+            target_confidence=state.best_score,
+            iterations=state.iters,
+            stop_reasons=state.reasons,
             extra={
                 "queries_per_step": self.queries_per_step,
                 "probe_queries": state.probe_spent,
@@ -206,6 +205,15 @@ class MIFaceZO:
                 ],
             },
         )
+
+
+def _subspace_shape(shape: tuple[int, ...], downsample: int) -> tuple[int, ...]:
+    """The shape of the low-frequency subspace: ``(C, ceil(H / downsample), ceil(W / downsample))``
+    for images, the input shape itself otherwise."""
+    if len(shape) != 3:
+        return shape
+    c, h, w = shape
+    return (c, max(1, math.ceil(h / downsample)), max(1, math.ceil(w / downsample)))
 
 
 def visible_scores(scores: torch.Tensor) -> torch.Tensor:
@@ -244,6 +252,7 @@ class _ZORun:
         classes: torch.Tensor,
         generator: torch.Generator,
         full: bool,
+        expired: Callable[[], bool],
     ) -> None:
         self.cfg = cfg
         self.target = target
@@ -251,34 +260,22 @@ class _ZORun:
         self.classes = classes
         self.gen = generator
         self.full = full
-        self.deadline: float | None = None
+        self.expired = expired
         n = len(classes)
         self.n = n
         self.shape = tuple(centre.shape)
         self.spatial = len(self.shape) == 3
+        self.sub_shape = _subspace_shape(self.shape, cfg.downsample)
         if self.spatial:
             _, h, w = self.shape
-            kh, kw = max(1, math.ceil(h / cfg.downsample)), max(1, math.ceil(w / cfg.downsample))
+            _, kh, kw = self.sub_shape
             self.basis_h = dct_matrix(h, kh).T.contiguous()  # (h, kh)
             self.basis_w = dct_matrix(w, kw)  # (kw, w)
-            self.sub_shape: tuple[int, ...] = (self.shape[0], kh, kw)
-        else:
-            self.sub_shape = self.shape
         dim = int(np.prod(self.shape))
         self.sub_dim = int(np.prod(self.sub_shape))
         # A unit sigma moves pixels by 1 RMS: the orthonormal subspace draws have RMS sqrt(d/D).
         self.scale = math.sqrt(dim / self.sub_dim)
         c = target.num_classes
-        if (
-            cfg.pooling == "jacobian"
-            and not full
-            and not JacobianEstimate.per_class_fits(c, self.sub_dim)
-        ):
-            raise InvalidParameterError(
-                f"The 'downsample' parameter is too small for a target with truncated or rounded "
-                f"scores and {c} classes: the per-class Jacobian estimate needs {c} x "
-                f"{self.sub_dim}^2 entries; use a larger downsample"
-            )
         self.jac = JacobianEstimate(
             c,
             self.sub_dim,
@@ -333,7 +330,7 @@ class _ZORun:
 
     def query(self, x: torch.Tensor) -> torch.Tensor | None:
         """Scores for ``x``, or None (and the stop reason set) when a budget is exhausted."""
-        if self.deadline is not None and time.perf_counter() > self.deadline:
+        if self.expired():
             self.stop_reason = "time_budget"
             return None
         try:

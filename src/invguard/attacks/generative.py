@@ -29,24 +29,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from invguard.attacks._shared import torch_generator
 from invguard.attacks.base import (
-    AttackResult,
+    AttackBase,
     InversionRequest,
     ProgressFn,
-    as_generator,
-    config_dict,
+    SearchContext,
+    SearchOutcome,
 )
 from invguard.errors import InvalidParameterError, TargetError, check_choice, check_float, check_int
 from invguard.priors.base import ImagePrior
 from invguard.priors.train import max_margin_loss
-from invguard.targets.base import (
-    Capability,
-    DifferentiableTarget,
-    QueryBudgetExceededError,
-    Target,
-    require,
-)
+from invguard.targets.base import Capability, DifferentiableTarget, QueryBudgetExceededError, Target
 
 IdentityLoss = Literal["cross_entropy", "margin", "poincare"]
 IDENTITY_LOSSES: tuple[IdentityLoss, ...] = ("cross_entropy", "margin", "poincare")
@@ -92,7 +85,7 @@ def random_transform(
 
 
 @dataclass(frozen=True, kw_only=True)
-class _LatentSearch:
+class _LatentSearch(AttackBase):
     """Settings shared by the latent-space attacks (see the module docstring for the papers)."""
 
     name: ClassVar[str] = "latent"
@@ -128,40 +121,29 @@ class _LatentSearch:
         if self.latent_bound is not None:
             check_float("latent_bound", self.latent_bound, minimum=0.0, min_inclusive=False)
 
-    def run(
-        self,
-        target: Target,
-        request: InversionRequest,
-        *,
-        rng: np.random.Generator | int,
-        progress: ProgressFn | None = None,
-    ) -> AttackResult:
-        """Invert every requested class through ``request.prior``; see :class:`AttackResult`."""
-        require(target, self.requires, self.name)
-        if not isinstance(target, DifferentiableTarget):
-            raise TargetError(
-                f"attack '{self.name}' needs a white-box PyTorch target (differentiable_logits)"
-            )
-        prior = self._check_prior(request.prior, target)
-        gen, seed = as_generator(rng)
-        tgen = torch_generator(gen)
-        classes = request.resolve_classes(target.num_classes)
-        started = time.perf_counter()
-        deadline = None if request.max_seconds is None else started + request.max_seconds
-        queries_before = target.queries
-        search = _Search(self, target, prior, torch.from_numpy(classes), tgen, deadline, progress)
+    def _check(self, target: Target, request: InversionRequest) -> None:
+        self._check_prior(request.prior, _differentiable(target, self.name))
+
+    def _search(self, ctx: SearchContext) -> SearchOutcome:
+        """Invert every requested class through ``request.prior``, all classes in one batch."""
+        target = _differentiable(ctx.target, self.name)
+        prior = self._check_prior(ctx.request.prior, target)
+        n = len(ctx.classes)
+        search = _Search(
+            self,
+            target,
+            prior,
+            torch.from_numpy(ctx.classes),
+            ctx.torch_generator,
+            ctx.deadline,
+            ctx.progress,
+        )
         images, conf, reason = search.run()
-        return AttackResult(
-            attack=self.name,
-            classes=classes,
-            reconstructions=images.numpy().astype(np.float32),
-            target_confidence=conf.numpy().astype(np.float32),
-            iterations=np.full(len(classes), search.steps_done, dtype=np.int64),
-            stop_reasons=(reason,) * len(classes),
-            queries=target.queries - queries_before,
-            seconds=time.perf_counter() - started,
-            config=config_dict(self),
-            seed=seed,
+        return SearchOutcome(
+            reconstructions=images,
+            target_confidence=conf,
+            iterations=np.full(n, search.steps_done, dtype=np.int64),
+            stop_reasons=(reason,) * n,
             extra={"prior": prior.describe(), "candidates_per_class": self.candidates},
         )
 
@@ -192,6 +174,15 @@ class _LatentSearch:
                 f"'{prior.name}' has none (set prior_weight=0)"
             )
         return prior
+
+
+def _differentiable(target: Target, attack: str) -> DifferentiableTarget:
+    """``target`` as a :class:`DifferentiableTarget`, or a one-line :class:`TargetError`."""
+    if not isinstance(target, DifferentiableTarget):
+        raise TargetError(
+            f"attack '{attack}' needs a white-box PyTorch target (differentiable_logits)"
+        )
+    return target
 
 
 class _Search:

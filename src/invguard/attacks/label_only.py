@@ -30,11 +30,10 @@ points drift to saturated images that the target labels confidently but nobody r
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from invguard.attacks._shared import (
@@ -42,21 +41,20 @@ from invguard.attacks._shared import (
     auxiliary_images,
     check_bounds,
     predict_batched,
-    torch_generator,
 )
 from invguard.attacks.base import (
-    AttackResult,
+    AttackBase,
     InversionRequest,
     ProgressFn,
-    as_generator,
-    config_dict,
+    SearchContext,
+    SearchOutcome,
 )
 from invguard.errors import check_float, check_int
-from invguard.targets.base import Capability, QueryBudgetExceededError, Target, require
+from invguard.targets.base import Capability, QueryBudgetExceededError, Target
 
 
 @dataclass(frozen=True, kw_only=True)
-class BoundaryRepulsion:
+class BoundaryRepulsion(AttackBase):
     """Label-only inversion (BREP-MI style) in a PCA latent space; see the module docstring."""
 
     name: ClassVar[str] = "brep"
@@ -91,43 +89,28 @@ class BoundaryRepulsion:
         check_int("max_iterations", self.max_iterations, minimum=1)
         check_bounds(self.bounds)
 
-    def run(
-        self,
-        target: Target,
-        request: InversionRequest,
-        *,
-        rng: np.random.Generator | int,
-        progress: ProgressFn | None = None,
-    ) -> AttackResult:
-        """Invert every requested class of ``target`` from its labels; see :class:`AttackResult`."""
-        require(target, self.requires, self.name)
-        gen, seed = as_generator(rng)
-        classes = request.resolve_classes(target.num_classes)
-        aux = torch.from_numpy(auxiliary_images(request, target, self.name))
-        tgen = torch_generator(gen)
-        started = time.perf_counter()
-        deadline = None if request.max_seconds is None else started + request.max_seconds
-        queries_before = target.queries
+    def _check(self, target: Target, request: InversionRequest) -> None:
+        auxiliary_images(request, target, self.name)
+
+    def _search(self, ctx: SearchContext) -> SearchOutcome:
+        """Invert every requested class from the target's labels, all classes in one batch."""
+        target, classes = ctx.target, ctx.classes
+        aux = torch.from_numpy(auxiliary_images(ctx.request, target, self.name))
+        tgen = ctx.torch_generator
         gen_model = _PCAGenerator.fit(
             augment_images(aux, self.augment_copies, self.max_shift, tgen),
             self.latent_dim,
             self.bounds,
         )
-        state = _State(self, target, gen_model, torch.from_numpy(classes), tgen, deadline)
+        state = _State(self, target, gen_model, torch.from_numpy(classes), tgen, ctx.expired)
         state.find_starts(aux)
-        state.repel(progress)
+        state.repel(ctx.progress)
         recon = gen_model.decode(state.final())
-        return AttackResult(
-            attack=self.name,
-            classes=classes,
-            reconstructions=recon.numpy().astype(np.float32),
-            target_confidence=state.confidence.numpy().astype(np.float32),
-            iterations=state.iters.numpy().astype(np.int64),
-            stop_reasons=tuple(state.reasons),
-            queries=target.queries - queries_before,
-            seconds=time.perf_counter() - started,
-            config=config_dict(self),
-            seed=seed,
+        return SearchOutcome(
+            reconstructions=recon,
+            target_confidence=state.confidence,
+            iterations=state.iters,
+            stop_reasons=state.reasons,
             extra={
                 "latent_dim": gen_model.dim,
                 "start_queries": state.start_queries,
@@ -185,14 +168,14 @@ class _State:
         g: _PCAGenerator,
         classes: torch.Tensor,
         gen: torch.Generator,
-        deadline: float | None,
+        expired: Callable[[], bool],
     ) -> None:
         self.cfg = cfg
         self.target = target
         self.g = g
         self.classes = classes
         self.gen = gen
-        self.deadline = deadline
+        self.expired = expired
         n = len(classes)
         self.n = n
         self.z = torch.zeros(n, g.dim)
@@ -239,7 +222,7 @@ class _State:
         candidates = [self._project(self.g.encode(aux))[:budget]]
         spent = 0
         while spent < budget and not bool(self.found.all()):
-            if self.deadline is not None and time.perf_counter() > self.deadline:
+            if self.expired():
                 self.stop = "time_budget"
                 break
             z = candidates.pop(0) if candidates else None
@@ -269,7 +252,7 @@ class _State:
             run = self.running.nonzero().squeeze(1)
             if run.numel() == 0:
                 break
-            if self.deadline is not None and time.perf_counter() > self.deadline:
+            if self.expired():
                 self.stop = "time_budget"
                 break
             r = run.numel()

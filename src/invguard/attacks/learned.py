@@ -32,7 +32,7 @@ blend what those faces share with the target's classes (``benchmarks/bench_black
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -45,24 +45,23 @@ from invguard.attacks._shared import (
     augment_images,
     auxiliary_images,
     predict_batched,
-    torch_generator,
 )
 from invguard.attacks.base import (
-    AttackResult,
+    AttackBase,
     InversionRequest,
     ProgressFn,
-    as_generator,
-    config_dict,
+    SearchContext,
+    SearchOutcome,
 )
 from invguard.errors import check_choice, check_float, check_int
-from invguard.targets.base import Capability, QueryBudgetExceededError, Target, require
+from invguard.targets.base import Capability, QueryBudgetExceededError, Target
 
 ClassVector = Literal["onehot", "confident"]
 DecoderKind = Literal["mlp", "conv"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class LearnedInversion:
+class LearnedInversion(AttackBase):
     """Train an inversion decoder on the target's answers for auxiliary images, then decode classes.
 
     Defaults were chosen by measurement on the AT&T faces (30 private identities, the 100 images of
@@ -98,24 +97,15 @@ class LearnedInversion:
         check_float("score_floor", self.score_floor, minimum=0.0, maximum=1.0, min_inclusive=False)
         check_choice("class_vector", self.class_vector, ("onehot", "confident"))
 
-    def run(
-        self,
-        target: Target,
-        request: InversionRequest,
-        *,
-        rng: np.random.Generator | int,
-        progress: ProgressFn | None = None,
-    ) -> AttackResult:
+    def _check(self, target: Target, request: InversionRequest) -> None:
+        auxiliary_images(request, target, self.name)
+
+    def _search(self, ctx: SearchContext) -> SearchOutcome:
         """Query, train, decode. Costs ``augment_copies * len(auxiliary)`` queries for training
         and one per class to measure the target's confidence in the reconstructions."""
-        require(target, self.requires, self.name)
-        gen, seed = as_generator(rng)
-        classes = request.resolve_classes(target.num_classes)
-        aux = torch.from_numpy(auxiliary_images(request, target, self.name))
-        tgen = torch_generator(gen)
-        started = time.perf_counter()
-        deadline = None if request.max_seconds is None else started + request.max_seconds
-        queries_before = target.queries
+        target, classes = ctx.target, ctx.classes
+        aux = torch.from_numpy(auxiliary_images(ctx.request, target, self.name))
+        tgen = ctx.torch_generator
         shape = tuple(target.input_shape)
         c = target.num_classes
 
@@ -144,7 +134,9 @@ class LearnedInversion:
         losses: list[float] = []
         if len(scores):
             feats = encode(scores, m, self.score_floor)
-            steps, losses, stopped = self._train(decoder, feats, images, tgen, deadline, progress)
+            steps, losses, stopped = self._train(
+                decoder, feats, images, tgen, ctx.expired, ctx.progress
+            )
             reason = reason or stopped
 
         # 3. Decode one vector per attacked class.
@@ -158,17 +150,11 @@ class LearnedInversion:
             conf = answer[torch.arange(len(classes)), torch.from_numpy(classes)]
         except QueryBudgetExceededError:
             reason = reason or "query_budget"
-        return AttackResult(
-            attack=self.name,
-            classes=classes,
-            reconstructions=recon.numpy().astype(np.float32),
-            target_confidence=conf.numpy().astype(np.float32),
+        return SearchOutcome(
+            reconstructions=recon,
+            target_confidence=conf,
             iterations=np.full(len(classes), steps, dtype=np.int64),
-            stop_reasons=tuple([reason or "decoded"] * len(classes)),
-            queries=target.queries - queries_before,
-            seconds=time.perf_counter() - started,
-            config=config_dict(self),
-            seed=seed,
+            stop_reasons=[reason or "decoded"] * len(classes),
             extra={
                 "training_images": len(scores),
                 "truncation": m,
@@ -188,7 +174,7 @@ class LearnedInversion:
         feats: torch.Tensor,
         images: torch.Tensor,
         gen: torch.Generator,
-        deadline: float | None,
+        expired: Callable[[], bool],
         progress: ProgressFn | None,
     ) -> tuple[int, list[float], str]:
         n = len(feats)
@@ -199,7 +185,7 @@ class LearnedInversion:
         steps = 0
         losses: list[float] = []
         for epoch in range(self.epochs):
-            if deadline is not None and time.perf_counter() > deadline:
+            if expired():
                 return steps, losses, "time_budget"
             perm = torch.randperm(n, generator=gen)
             total = 0.0

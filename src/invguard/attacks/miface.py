@@ -21,36 +21,31 @@ cost of an iteration falls as samples converge.
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import NDArray
 
 from invguard.attacks.base import (
-    AttackResult,
+    AttackBase,
     InversionRequest,
     ProgressFn,
-    as_generator,
-    config_dict,
+    SearchContext,
+    SearchOutcome,
 )
 from invguard.errors import InvalidParameterError, TargetError, check_choice, check_float, check_int
-from invguard.targets.base import (
-    Capability,
-    GradientTarget,
-    QueryBudgetExceededError,
-    Target,
-    require,
-)
+from invguard.targets.base import Capability, GradientTarget, QueryBudgetExceededError, Target
 from invguard.targets.pytorch import GRADIENT_QUANTITIES, GradientQuantity
 
 StartKind = Literal["grey", "mean", "random"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class MIFace:
+class MIFace(AttackBase):
     """MI-FACE configuration (keyword-only, immutable). See the module docstring for the paper.
 
     Defaults were chosen by measurement on the AT&T faces (``benchmarks/ablation_miface.py``).
@@ -97,71 +92,67 @@ class MIFace:
             )
         check_float("start_value", self.start_value, minimum=lo, maximum=hi)
 
-    def run(
-        self,
-        target: Target,
-        request: InversionRequest,
-        *,
-        rng: np.random.Generator | int,
-        progress: ProgressFn | None = None,
-    ) -> AttackResult:
-        """Invert every requested class of ``target`` at once; see :class:`AttackResult`."""
-        require(target, self.requires, self.name)
-        if not isinstance(target, GradientTarget):
-            raise TargetError(f"attack '{self.name}' needs a target with class_gradient()")
-        gen, seed = as_generator(rng)
-        classes = request.resolve_classes(target.num_classes)
+    def _check(self, target: Target, request: InversionRequest) -> None:
+        _gradient_target(target, self.name)
+        if self.start == "mean":
+            _auxiliary_mean(request, target)
+
+    def _search(self, ctx: SearchContext) -> SearchOutcome:
+        """Invert every requested class at once, in one batch."""
+        target = _gradient_target(ctx.target, self.name)
         device = torch.device(target.device)
-        x0, centre = self._start_points(target, request, len(classes), gen)
-        started = time.perf_counter()
-        queries_before = target.queries
+        x0, centre = self._start_points(ctx)
         out_x, out_conf, out_iter, reasons = _descend(
             self,
             target,
             x0.to(device),
             centre.to(device),
-            torch.from_numpy(classes).to(device),
-            progress,
-            None if request.max_seconds is None else started + request.max_seconds,
+            torch.from_numpy(ctx.classes).to(device),
+            ctx.progress,
+            ctx.expired,
         )
-        return AttackResult(
-            attack=self.name,
-            classes=classes,
-            reconstructions=out_x.cpu().numpy().astype(np.float32),
-            target_confidence=out_conf.cpu().numpy().astype(np.float32),
-            iterations=out_iter.cpu().numpy().astype(np.int64),
-            stop_reasons=tuple(reasons),
-            queries=target.queries - queries_before,
-            seconds=time.perf_counter() - started,
-            config=config_dict(self),
-            seed=seed,
+        return SearchOutcome(
+            reconstructions=out_x,
+            target_confidence=out_conf,
+            iterations=out_iter,
+            stop_reasons=reasons,
         )
 
-    def _start_points(
-        self, target: Target, request: InversionRequest, n: int, gen: np.random.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _start_points(self, ctx: SearchContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Start images and the centre of the L2 prior (grey, or the auxiliary mean)."""
-        shape = (n, *target.input_shape)
+        shape = (len(ctx.classes), *ctx.target.input_shape)
         lo, hi = self.bounds
         grey = torch.full(shape, self.start_value)
         if self.start == "grey":
             return grey, grey
         if self.start == "random":
-            t_gen = torch.Generator().manual_seed(int(gen.integers(2**63 - 1)))
-            return lo + (hi - lo) * torch.rand(shape, generator=t_gen), grey
-        aux = request.auxiliary
-        if aux is None or len(aux) == 0:
-            raise InvalidParameterError(
-                "start='mean' needs auxiliary images: pass InversionRequest(auxiliary=...)"
-            )
-        if tuple(aux.shape[1:]) != tuple(target.input_shape):
-            raise InvalidParameterError(
-                f"auxiliary images must have shape (m, {', '.join(map(str, target.input_shape))}), "
-                f"got {aux.shape}"
-            )
-        mean = torch.from_numpy(np.asarray(aux, dtype=np.float32).mean(axis=0))
+            return lo + (hi - lo) * torch.rand(shape, generator=ctx.torch_generator), grey
+        mean = torch.from_numpy(_auxiliary_mean(ctx.request, ctx.target))
         start = mean.clamp(lo, hi).expand(shape).clone()
         return start, start
+
+
+def _gradient_target(target: Target, attack: str) -> GradientTarget:
+    """``target`` as a :class:`GradientTarget`, or a one-line :class:`TargetError`."""
+    if not isinstance(target, GradientTarget):
+        raise TargetError(f"attack '{attack}' needs a target with class_gradient()")
+    return target
+
+
+def _auxiliary_mean(request: InversionRequest, target: Target) -> NDArray[np.float32]:
+    """The mean auxiliary image (``start="mean"``), checked against the target's input shape."""
+    aux = request.auxiliary
+    if aux is None or len(aux) == 0:
+        raise InvalidParameterError(
+            "start='mean' needs auxiliary images: pass InversionRequest(auxiliary=...)"
+        )
+    if tuple(aux.shape[1:]) != tuple(target.input_shape):
+        raise InvalidParameterError(
+            f"auxiliary images must have shape (m, {', '.join(map(str, target.input_shape))}), "
+            f"got {aux.shape}"
+        )
+    mean: NDArray[np.float32] = np.asarray(aux, dtype=np.float32).mean(axis=0)
+    return mean
 
 
 TV_EPS = 1e-6
@@ -223,24 +214,20 @@ def _descend(
     centre: torch.Tensor,
     classes: torch.Tensor,
     progress: ProgressFn | None,
-    deadline: float | None = None,
+    expired: Callable[[], bool],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Batched descent with per-sample stopping. Returns best images, confidences, iterations.
 
-    A query budget hit (``QueryBudgetExceededError``) or the ``deadline`` (``time.perf_counter``)
-    ends every running sample with its best iterate so far.
+    A query budget hit (``QueryBudgetExceededError``) or the time budget (``expired()``) ends
+    every running sample with its best iterate so far.
     """
     n = x0.shape[0]
     device = x0.device
-    lo, hi = cfg.bounds
-    use_prior = cfg.tv_weight > 0 or cfg.l2_weight > 0
-    spatial = x0.ndim == 4
     kernel = (
         _gaussian_kernel(cfg.denoise_sigma, x0.shape[1], device)
-        if cfg.denoise_every and spatial
+        if cfg.denoise_every and x0.ndim == 4
         else None
     )
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
 
     # Outputs, indexed by original sample position.
     out_x = x0.clone()
@@ -262,7 +249,7 @@ def _descend(
 
     budget_reason = ""
     for it in range(1, cfg.max_iterations + 1):
-        if deadline is not None and time.perf_counter() > deadline:
+        if expired():
             budget_reason = "time_budget"
         else:
             try:
@@ -270,31 +257,11 @@ def _descend(
             except QueryBudgetExceededError:
                 budget_reason = "query_budget"
         if budget_reason:
-            orig = idx
-            out_x[orig] = best_x
-            out_conf[orig] = best_conf
-            out_iter[orig] = it - 1
-            for o in orig.tolist():
+            out_x[idx], out_conf[idx], out_iter[idx] = best_x, best_conf, it - 1
+            for o in idx.tolist():
                 reasons[o] = budget_reason
             break
-        logp = torch.log_softmax(logits, dim=1).gather(1, cls.view(-1, 1)).squeeze(1)
-        conf = logp.exp()
-        if cfg.loss == "probability":
-            cost = 1.0 - conf
-        elif cfg.loss == "log_probability":
-            cost = -logp
-        else:
-            cost = -logits.gather(1, cls.view(-1, 1)).squeeze(1)
-        grad = grad_q.neg_()
-        if use_prior:
-            if cfg.l2_weight > 0:
-                diff = x - anchor
-                cost = cost + cfg.l2_weight * diff.flatten(1).pow(2).mean(1)
-                grad.add_(diff, alpha=2.0 * cfg.l2_weight / diff[0].numel())
-            if cfg.tv_weight > 0 and spatial:
-                tv, g_tv = total_variation_and_grad(x)
-                cost = cost + cfg.tv_weight * tv
-                grad.add_(g_tv, alpha=cfg.tv_weight)
+        cost, conf, grad = _cost_and_grad(cfg, logits, grad_q, x, anchor, cls)
 
         # Keep the best iterate (the paper returns argmin_i c(x_i)).
         improved = cost < best_cost - cfg.min_improvement
@@ -334,16 +301,60 @@ def _descend(
             since_best = since_best[keep]
 
         # Gradient step on the still-running samples.
-        if cfg.optimizer == "adam":
-            m.mul_(beta1).add_(grad, alpha=1 - beta1)
-            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            step = cfg.step_size * math.sqrt(1 - beta2**it) / (1 - beta1**it)
-            x = torch.addcdiv(x, m, v.sqrt().add_(eps), value=-step)
-        else:
-            x = x.add(grad, alpha=-cfg.step_size)
-        if kernel is not None and it % cfg.denoise_every == 0:
-            x = denoise(x, kernel, cfg.sharpen)
-        x.clamp_(lo, hi)
+        x = _step(cfg, x, grad, m, v, it, kernel)
         if progress is not None and it % 10 == 0:
             progress(it, cfg.max_iterations)
     return out_x, out_conf, out_iter, reasons
+
+
+def _cost_and_grad(
+    cfg: MIFace,
+    logits: torch.Tensor,
+    grad_q: torch.Tensor,
+    x: torch.Tensor,
+    anchor: torch.Tensor,
+    cls: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample cost, target confidence and cost gradient (``grad_q`` is negated in place)."""
+    logp = torch.log_softmax(logits, dim=1).gather(1, cls.view(-1, 1)).squeeze(1)
+    conf = logp.exp()
+    if cfg.loss == "probability":
+        cost = 1.0 - conf
+    elif cfg.loss == "log_probability":
+        cost = -logp
+    else:
+        cost = -logits.gather(1, cls.view(-1, 1)).squeeze(1)
+    grad = grad_q.neg_()
+    if cfg.l2_weight > 0:
+        diff = x - anchor
+        cost = cost + cfg.l2_weight * diff.flatten(1).pow(2).mean(1)
+        grad.add_(diff, alpha=2.0 * cfg.l2_weight / diff[0].numel())
+    if cfg.tv_weight > 0 and x.ndim == 4:
+        tv, g_tv = total_variation_and_grad(x)
+        cost = cost + cfg.tv_weight * tv
+        grad.add_(g_tv, alpha=cfg.tv_weight)
+    return cost, conf, grad
+
+
+def _step(
+    cfg: MIFace,
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    it: int,
+    kernel: torch.Tensor | None,
+) -> torch.Tensor:
+    """One optimiser step (Adam moments ``m``, ``v`` updated in place), ``Process``, clipping."""
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    if cfg.optimizer == "adam":
+        m.mul_(beta1).add_(grad, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = cfg.step_size * math.sqrt(1 - beta2**it) / (1 - beta1**it)
+        x = torch.addcdiv(x, m, v.sqrt().add_(eps), value=-step)
+    else:
+        x = x.add(grad, alpha=-cfg.step_size)
+    if kernel is not None and it % cfg.denoise_every == 0:
+        x = denoise(x, kernel, cfg.sharpen)
+    lo, hi = cfg.bounds
+    return x.clamp_(lo, hi)
