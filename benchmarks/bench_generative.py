@@ -8,7 +8,10 @@ Protocols (issue 12):
   s31-s40, on which InvGuard trains its own DCGAN (GMI, PPA) and PLG-MI's conditional GAN.
 * ``mnist``: the GMI/KED-MI digit protocol: target trained on MNIST 0-4, generators on 5-9 only.
 
-For every row: each judge's top-1, the verdict (>= 2 reliable judges), seconds and steps.
+For every row: each judge's top-1, the verdict (>= 2 reliable judges), seconds and steps. Where
+the protocol has public images, ``open verdict`` is the open-set panel's verdict (each judge also
+knows a "public" class made of half of the public images and abstains on it), and the public
+look-alike calibration row is drawn from the other half.
 ``--gallery DIR`` writes one PNG per protocol (first row: a private training image per class).
 
     python benchmarks/bench_generative.py --protocol faces40 --targets cnn --json out.json
@@ -21,6 +24,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -33,6 +37,7 @@ from invguard.attacks.generative import GMI, PLGMI, PPA
 from invguard.attacks.priors_setup import prepare_prior
 from invguard.data import ImageDataset, load_builtin, load_builtin_auxiliary
 from invguard.judges import is_face_data, judge_run, reference_panel
+from invguard.judges.calibration import public_lookalikes
 from invguard.models import train_target
 from invguard.priors import ImagePrior, load_public_face_prior
 from invguard.priors.train import train_prior
@@ -121,6 +126,9 @@ def run_protocol(
         f"\n## {proto.name}: {dataset.name}, {dataset.num_classes} classes, public {proto.public or 'none'}"
     )
     panel, _, _ = reference_panel(dataset, cache=cache())
+    open_panel = (
+        reference_panel(dataset, cache=cache(), public=public)[0] if public is not None else None
+    )
     priors = _priors(proto, dataset, public)
     rows: list[dict[str, Any]] = []
     for tname, (model, test_acc) in _targets(dataset, target_names, seed).items():
@@ -144,20 +152,11 @@ def run_protocol(
                 prior = priors[kind]
             prep = time.perf_counter() - started
             result = attack.run(target, InversionRequest(prior=prior), rng=seed)
-            judgement = judge_run(panel, dataset, result.reconstructions, result.classes, target)
-            s = judgement.summary()
-            row: dict[str, Any] = {
-                "protocol": proto.name,
-                "target": tname,
-                "test acc": f"{test_acc:.3f}",
-                "attack": label,
-                "verdict": f"{s['verdict_top1']:.3f}",
-            }
-            for jname, j in s["judges"].items():
-                row[jname] = f"{j['top1']:.3f}"
+            row = _judged_row(
+                proto, tname, test_acc, label, (panel, open_panel), dataset, result, target, public
+            )
             row.update(
                 {
-                    "unanimous": f"{s['unanimous_top1']:.3f}",
                     "attack s": f"{result.seconds:.1f}",
                     "prior s": f"{prep:.1f}",
                     "steps": int(result.iterations.max()),
@@ -170,10 +169,46 @@ def run_protocol(
             )
             strip.append((label, result.reconstructions))
         if public is not None:
-            rows.append(_lookalike_row(proto, tname, test_acc, model, dataset, public, panel))
+            rows.append(
+                _lookalike_row(proto, tname, test_acc, model, dataset, public, (panel, open_panel))
+            )
         if gallery is not None and strip:
             _gallery(gallery / f"generative-{proto.name}-{tname}.png", dataset, strip)
     return rows
+
+
+def _judged_row(
+    proto: Protocol,
+    tname: str,
+    test_acc: float,
+    label: str,
+    panels: tuple[Any, Any],
+    dataset: ImageDataset,
+    result: Any,
+    target: Any,
+    public: np.ndarray | None,
+) -> dict[str, Any]:
+    """Every judge's top-1 and the verdict of the closed-set panel, and the open-set verdict."""
+    panel, open_panel = panels
+    s = judge_run(
+        panel, dataset, result.reconstructions, result.classes, target, public=public
+    ).summary()
+    row: dict[str, Any] = {
+        "protocol": proto.name,
+        "target": tname,
+        "test acc": f"{test_acc:.3f}",
+        "attack": label,
+        "verdict": f"{s['verdict_top1']:.3f}",
+    }
+    if open_panel is not None:
+        o = judge_run(
+            open_panel, dataset, result.reconstructions, result.classes, target, public=public
+        ).summary()
+        row["open verdict"] = f"{o['verdict_top1']:.3f}"
+    for jname, j in s["judges"].items():
+        row[jname] = f"{j['top1']:.3f}"
+    row["unanimous"] = f"{s['unanimous_top1']:.3f}"
+    return row
 
 
 def _lookalike_row(
@@ -183,28 +218,30 @@ def _lookalike_row(
     model: Any,
     dataset: ImageDataset,
     public: np.ndarray,
-    panel: Any,
+    panels: tuple[Any, Any],
 ) -> dict[str, Any]:
-    """A calibration row: per class, the PUBLIC image the target is most confident is that class.
+    """A calibration row: per class, the PUBLIC image the target is most confident is that class
+    (from the half of the public images that the open-set judges never saw).
 
-    The judges are closed-set: they must name one of the private classes. When they name the
-    class of a public look-alike (a 6 for a 0), a reconstruction's verdict at that level is no
-    evidence of leakage beyond what public data already gives.
+    Closed-set judges must name one of the private classes. When they name the class of a public
+    look-alike (a 6 for a 0), a reconstruction's closed-set verdict at that level is no evidence
+    of leakage beyond what public data already gives; the open-set verdict should be near 0 here.
     """
     target = TorchTarget(model, input_shape=dataset.image_shape)
-    best = target.predict(public).argmax(0)
     classes = np.arange(dataset.num_classes)
-    s = judge_run(panel, dataset, public[best], classes, target).summary()
-    row: dict[str, Any] = {
-        "protocol": proto.name,
-        "target": tname,
-        "test acc": f"{test_acc:.3f}",
-        "attack": "calibration: public look-alike",
-        "verdict": f"{s['verdict_top1']:.3f}",
-    }
-    for jname, j in s["judges"].items():
-        row[jname] = f"{j['top1']:.3f}"
-    row["unanimous"] = f"{s['unanimous_top1']:.3f}"
+    images = public_lookalikes(target, public, classes)
+    result = SimpleNamespace(reconstructions=images, classes=classes)
+    row = _judged_row(
+        proto,
+        tname,
+        test_acc,
+        "calibration: public look-alike",
+        panels,
+        dataset,
+        result,
+        target,
+        public,
+    )
     print("  " + "  ".join(f"{k} {v}" for k, v in row.items() if k != "protocol"), flush=True)
     return row
 

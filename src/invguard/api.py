@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from torch import nn
 
 from invguard.attacks.base import Attack, AttackResult, InversionRequest, ProgressFn
@@ -113,16 +114,19 @@ def verdict(
     target: nn.Module | Target | None = None,
     panel: JudgePanel | None = None,
     cache: ModelCache | None = None,
+    public: NDArray[np.float32] | None = None,
 ) -> Judgement:
     """Every judge, the calibration rows and the verdict for ``result`` (see :mod:`invguard.judges`).
 
-    With ``target`` (the attacked model) the artefact row is crafted against it.
+    With ``target`` (the attacked model) the artefact row is crafted against it. With the
+    attacker's ``public`` images the default panel is open-set (a look-alike of them is no hit)
+    and the public look-alike calibration row is added.
     """
     if panel is None:
-        panel, _, _ = reference_panel(dataset, cache=cache)
+        panel, _, _ = reference_panel(dataset, cache=cache, public=public)
     if isinstance(target, nn.Module):
         target = TorchTarget(target, input_shape=dataset.image_shape)
-    return judge_run(panel, dataset, result.reconstructions, result.classes, target)
+    return judge_run(panel, dataset, result.reconstructions, result.classes, target, public=public)
 
 
 def write_report(

@@ -234,7 +234,10 @@ def _run_and_report(
         )
     request = InversionRequest(classes=classes, auxiliary=auxiliary, prior=prior)
     panel, evaluator, ev_info = reference_panel(
-        dataset, cache=_cache(args), progress=_progress("training evaluation model", show)
+        dataset,
+        cache=_cache(args),
+        progress=_progress("training evaluation model", show),
+        public=None if args.closed_set else auxiliary,
     )
     result = attack.run(
         target, request, rng=args.seed, progress=_progress(f"inverting with {attack.name}", show)
@@ -630,6 +633,13 @@ def _add_miface(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, help="latent optimisation steps")
     g.add_argument("--candidates", type=int, help="latents optimised per class")
     g.add_argument("--pool-size", type=int, help="random latents scored for the initial selection")
+    g = p.add_argument_group("judging")
+    g.add_argument(
+        "--closed-set",
+        action="store_true",
+        help="closed-set judges even with --aux (by default they also learn half of the --aux "
+        "images as a 'public' class and do not count look-alikes of them)",
+    )
 
 
 ATTACK_CHOICES = ("auto", "miface", "ppa", "gmi", "plg")

@@ -30,6 +30,7 @@ from scipy.stats import binomtest
 
 from invguard.data.base import ImageDataset
 from invguard.judges.base import FloatArray
+from invguard.judges.open_set import split_public
 from invguard.targets.base import GradientTarget, Target
 from invguard.targets.pytorch import TorchTarget
 
@@ -51,7 +52,7 @@ ROW_DESCRIPTIONS = {
     ),
     "public_lookalike": (
         "for each class, the attacker's public image that the target is most confident is that "
-        "class, no attack: the judges are closed-set, so a verdict at this level is what public "
+        "class (from the half no judge saw), no attack: a verdict at this level is what public "
         "data alone gives"
     ),
 }
@@ -110,9 +111,12 @@ def class_means(dataset: ImageDataset, classes: NDArray[np.int64]) -> FloatArray
 
 
 def public_lookalikes(target: Target, public: FloatArray, classes: NDArray[np.int64]) -> FloatArray:
-    """Per class, the public image with the highest target probability for it (one batch)."""
-    probs = np.asarray(target.predict(np.ascontiguousarray(public, dtype=np.float32)))
-    out: FloatArray = public[probs[:, classes].argmax(axis=0)].astype(np.float32)
+    """Per class, the public image with the highest target probability for it (one batch), among
+    the held-out half of ``public`` (:func:`~invguard.judges.open_set.split_public`) that an
+    open-set panel never sees."""
+    pool = split_public(public)[1] if len(public) >= 2 else np.asarray(public, dtype=np.float32)
+    probs = np.asarray(target.predict(np.ascontiguousarray(pool, dtype=np.float32)))
+    out: FloatArray = pool[probs[:, classes].argmax(axis=0)].astype(np.float32)
     return out
 
 

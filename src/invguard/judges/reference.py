@@ -3,6 +3,9 @@
 * faces: the robust evaluation model, dlib's face embedding (``invguard[faces]``), pixel SSIM;
 * other images (or faces without dlib): the robust evaluation model, a second evaluation model of
   another family trained adversarially (an MLP), pixel SSIM.
+
+Given the attacker's ``public`` images the panel is open-set (:mod:`invguard.judges.open_set`):
+each judge also knows a ``public`` class and abstains on images it ranks as public.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from invguard.data.base import ImageDataset
+from invguard.judges.base import FloatArray
 from invguard.judges.classifier import EvaluationModelJudge
 from invguard.judges.face_embedding import FaceEmbeddingJudge, face_embedding_available
+from invguard.judges.open_set import RejectPublicJudge, open_set_dataset
 from invguard.judges.panel import JudgePanel
 from invguard.judges.pixel import PixelStructureJudge
 from invguard.metrics.evaluate import Evaluator
@@ -64,14 +69,22 @@ def reference_panel(
     faces: bool | None = None,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    public: FloatArray | None = None,
 ) -> tuple[JudgePanel, Evaluator, dict[str, Any]]:
-    """The panel, the evaluation model (also used for KNN distance) and its record."""
+    """The panel, the evaluation model (also used for KNN distance) and its record.
+
+    With ``public`` images the panel is open-set: its judges are built on ``dataset`` plus one
+    ``public`` class (half of those images) and abstain on images they rank as public.
+    """
+    private_classes = dataset.num_classes
+    want_faces = is_face_data(dataset) if faces is None else faces
+    if public is not None:
+        dataset = open_set_dataset(dataset, public)
     trained = train_evaluation_model(dataset, seed=seed, cache=cache, progress=progress)
     evaluator = Evaluator(trained.model)
     ev_info = _classifier_info(trained, "robust evaluation model (residual CNN)")
     judges: list[Any] = [EvaluationModelJudge(evaluator, info=ev_info)]
     notes: list[str] = []
-    want_faces = is_face_data(dataset) if faces is None else faces
     if want_faces and face_embedding_available():
         root = Path(cache.root) if cache is not None else None
         judges.append(
@@ -92,4 +105,9 @@ def reference_panel(
             )
         )
     judges.append(PixelStructureJudge(dataset.x_train, dataset.y_train, dataset.num_classes))
+    if public is not None:
+        judges = [RejectPublicJudge(j, private_classes) for j in judges]
+        notes.append(
+            "open-set judges: each abstains on images it ranks as the attacker's public images"
+        )
     return JudgePanel(judges, notes=notes), evaluator, ev_info
