@@ -23,7 +23,7 @@ from starlette.routing import Route
 from invguard.assess.config import load_config
 from invguard.assess.engine import run_assessment, write_reports
 from invguard.assess.jobs import JobOutcome
-from invguard.assess.registry import ATTACK_REGISTRY, select_attacks
+from invguard.assess.registry import ATTACK_REGISTRY, AUTO_WHITE_BOX_RULE, select_attacks
 from invguard.data import ImageDataset
 from invguard.gateway.model_server import PREDICT_PATH, serve_in_thread
 from invguard.models import ModelCache, TrainedModel
@@ -50,13 +50,15 @@ def test_auto_picks_what_the_access_allows() -> None:
 
     chosen, skipped = select_attacks(white, has_auxiliary=True)
     assert chosen == ["miface", "miface-zo", "learned", "brep"]  # strongest access first
-    assert skipped == []
+    # one white-box attack: MI-FACE for a model without convolutions (none given here)
+    assert _reasons(skipped) == dict.fromkeys(("ppa", "gmi", "plg"), AUTO_WHITE_BOX_RULE)
 
     chosen, skipped = select_attacks(full, has_auxiliary=True)
     assert chosen == ["miface-zo", "learned", "brep"]
-    assert _reasons(skipped) == {
-        "miface": "needs gradients; the target offers labels, probabilities, scores"
-    }
+    assert _reasons(skipped) == dict.fromkeys(
+        ("miface", "ppa", "gmi", "plg"),
+        "needs gradients; the target offers labels, probabilities, scores",
+    )
 
     chosen, skipped = select_attacks(top3, has_auxiliary=False)
     assert chosen == ["miface-zo"]
@@ -83,6 +85,9 @@ def test_registry_rules_and_budgets() -> None:
         "miface-zo": "IG-MI-002",
         "learned": "IG-MI-003",
         "brep": "IG-MI-004",
+        "ppa": "IG-MI-005",
+        "gmi": "IG-MI-006",
+        "plg": "IG-MI-007",
     }
     assert ATTACK_REGISTRY["learned"].needs_auxiliary
     assert ATTACK_REGISTRY["brep"].needs_auxiliary
@@ -184,8 +189,9 @@ def test_assessing_live_endpoints(
     assert good.jobs[0]["status"] == "ok"
     assert good.complete
     reasons = _reasons(good.skipped)
-    assert set(reasons) == {"miface", "learned", "brep"}
+    assert set(reasons) == {"miface", "ppa", "gmi", "plg", "learned", "brep"}
     assert reasons["miface"].startswith("needs gradients")
+    assert reasons["ppa"].startswith("needs gradients")
     assert "auxiliary" in reasons["learned"]
     # the budget is respected exactly: every step asks 120 inputs, the 13th would pass 1,500
     zo = outcomes["open-api"]

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from invguard.config_errors import friendly_error
 from invguard.errors import InvGuardError
@@ -176,12 +185,30 @@ class Budget(_Model):
     seconds: float | None = Field(None, gt=0)
 
 
+def _field_error(
+    title: str, loc: tuple[str | int, ...], message: str, value: Any
+) -> ValidationError:
+    """A validation error at ``loc`` below the model being validated (for cross-field checks whose
+    message should name the field at fault, not the model)."""
+    return ValidationError.from_exception_data(
+        title,
+        [InitErrorDetails(type=PydanticCustomError("value_error", message), loc=loc, input=value)],
+    )
+
+
 class AttackConfig(_Model):
+    """One attack of a system. ``prior`` (the generative-prior attacks ppa and gmi only) is the
+    image generator their latent search uses, as ``invguard attack --prior``: ``auto`` (the
+    default: the public face generator for face data, else a DCGAN trained on the system's
+    ``auxiliary`` images), ``public-faces``, ``trained``, or a generator file (relative to the
+    configuration file). PLG-MI always trains its own conditional GAN on the auxiliary images."""
+
     name: str
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     budget: Budget = Budget()
     params: dict[str, Any] = Field(default_factory=dict)
     classes: list[Annotated[int, Field(ge=0)]] | None = None
+    prior: str | None = Field(None, min_length=1)
 
     @field_validator("name")
     @classmethod
@@ -192,6 +219,27 @@ class AttackConfig(_Model):
             raise ValueError(
                 f"unknown attack {v!r} (expected one of: "
                 f"{', '.join([AUTO, *sorted(ATTACK_REGISTRY)])})"
+            )
+        return v
+
+    @field_validator("prior")
+    @classmethod
+    def _prior_applies(cls, v: str | None, info: ValidationInfo) -> str | None:
+        from invguard.assess.registry import ATTACK_REGISTRY
+
+        name = info.data.get("name")
+        if v is None or name is None:
+            return v
+        entry = ATTACK_REGISTRY.get(name)
+        if entry is None or not entry.needs_prior:
+            raise ValueError(
+                f"attack {name!r} takes no prior: 'prior' applies to the generative-prior "
+                "attacks ppa and gmi"
+            )
+        if name == "plg":
+            raise ValueError(
+                "attack 'plg' takes no prior: it trains its own conditional GAN on the system's "
+                "'auxiliary' images, pseudo-labelled by the target"
             )
         return v
 
@@ -290,6 +338,21 @@ class SystemConfig(_Model):
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"control {sorted(dup)[0]!r} is declared twice")
+        return self
+
+    @model_validator(mode="after")
+    def _plg_has_auxiliary(self) -> SystemConfig:
+        if self.auxiliary is not None:
+            return self
+        for j, atk in enumerate(self.attacks):
+            if atk.name == "plg":
+                raise _field_error(
+                    "SystemConfig",
+                    ("attacks", j, "name"),
+                    "attack 'plg' needs auxiliary (public) images to train its conditional GAN "
+                    "on, pseudo-labelled by the target: set the system's 'auxiliary'",
+                    atk.name,
+                )
         return self
 
 

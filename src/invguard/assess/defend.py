@@ -2,8 +2,14 @@
 
 Config entries become defence objects here (with one-line errors naming the parameter); the attack
 suites come from the system's own attacks (white-box ones against training-time defences, the others
-against output defences), or from the registry's defaults when the system lists none of a kind.
+against output defences), or from the registry's defaults when the system lists none of a kind (for
+the white-box kind the ``auto`` rule: PPA for a convolutional model, MI-FACE otherwise).
 Results are stored in the history file under a content address, so a second run reuses them.
+
+The generative-prior attacks' image priors depend on the public data only, so each is prepared once
+and shared by the undefended and every defended model; PLG-MI's conditional GAN is pseudo-labelled
+by and trained against the model it attacks, so it is prepared for each model (cached by the
+model's weights).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from invguard.judges import JudgePanel, reference_panel
 
 if TYPE_CHECKING:
     from invguard.assess.config import (
+        AttackConfig,
         DefensesConfig,
         LoadedConfig,
         OutputDefenseConfig,
@@ -37,9 +44,11 @@ if TYPE_CHECKING:
     from invguard.assess.systems import BuiltTarget
     from invguard.attacks.base import Attack
     from invguard.data import ImageDataset
-    from invguard.defenses.evaluation import DefenseEvaluation, StepFn
+    from invguard.defenses.evaluation import DefenseEvaluation, PriorFn, StepFn
     from invguard.metrics import Evaluator
     from invguard.models import ModelCache
+    from invguard.priors import ImagePrior
+    from invguard.targets import Target
 
 EVALUATION_FORMAT = 2  # judged by the judge panel's verdict
 
@@ -123,12 +132,20 @@ def build_output_defense(
 
 
 def attack_suites(
-    system: SystemConfig, built: BuiltTarget, has_auxiliary: bool
+    system: SystemConfig,
+    built: BuiltTarget,
+    has_auxiliary: bool,
+    dataset: ImageDataset | None = None,
 ) -> tuple[dict[str, Attack], dict[str, Attack]]:
     """(white-box, black-box) attacks for the evaluation: the system's own attacks of each kind
-    (with their params and budgets), or the registry's defaults for a kind the system lists none of.
+    (with their params and budgets), or the registry's defaults for a kind the system lists none of:
+    for the white-box kind the one ``auto`` picks (PPA for a convolutional model when it can get
+    an image prior, MI-FACE otherwise), for the black-box kind every one the data allow.
     """
-    from invguard.assess.registry import ATTACK_REGISTRY, build_attack
+    from torch import nn
+
+    from invguard.assess.registry import ATTACK_REGISTRY, auto_white_box, build_attack
+    from invguard.judges import is_face_data
 
     white: dict[str, Attack] = {}
     black: dict[str, Attack] = {}
@@ -144,14 +161,78 @@ def attack_suites(
         for a in system.attacks
         if a.name in ATTACK_REGISTRY
     }
+    model = getattr(built.target, "model", None)
+    white_default, _ = auto_white_box(
+        model if isinstance(model, nn.Module) else None,
+        faces=dataset is not None and is_face_data(dataset),
+        has_auxiliary=has_auxiliary,
+    )
     for name, info in ATTACK_REGISTRY.items():
         is_white = info.access == "white-box"
         if is_white in listed or (info.needs_auxiliary and not has_auxiliary):
             continue  # the system chose its own attacks of this kind, or the data are missing
-        if is_white and not frozenset(info.cls.requires) <= built.target.capabilities:
+        if is_white and (
+            name != white_default or not frozenset(info.cls.requires) <= built.target.capabilities
+        ):
             continue
         (white if is_white else black).setdefault(name, build_attack(name, {}, None))
     return white, black
+
+
+def _attack_configs(system: SystemConfig, attacks: dict[str, Attack]) -> dict[str, AttackConfig]:
+    """The config entry of each attack of a suite (a default one for a registry default)."""
+    from invguard.assess.config import AttackConfig
+
+    out = {a.name: a for a in reversed(system.attacks)}  # the first entry of a name wins
+    return {name: out.get(name) or AttackConfig(name=name) for name in attacks}
+
+
+def prior_provider(
+    system: SystemConfig,
+    dataset: ImageDataset,
+    attacks: dict[str, Attack],
+    cache: ModelCache,
+    resolve: Any,
+    auxiliary_images: np.ndarray | None,
+    seed: int,
+) -> PriorFn:
+    """``prior(attack, target)`` for :func:`~invguard.defenses.evaluation.evaluate_defenses`: the
+    image prior of each generative-prior attack, prepared on first use and shared by every model
+    (it depends on the public data only), except PLG-MI's, prepared for each model it attacks."""
+    from invguard.assess.registry import ATTACK_REGISTRY
+    from invguard.assess.systems import build_prior
+
+    configs = _attack_configs(system, attacks)
+    shared: dict[str, ImagePrior | None] = {}
+
+    def prior(name: str, target: Target) -> ImagePrior | None:
+        atk = configs.get(name)
+        if atk is None or not ATTACK_REGISTRY[name].needs_prior:
+            return None
+        if atk.name == "plg":
+            return build_prior(atk, dataset, target, cache, resolve, auxiliary_images, seed=seed)
+        key = atk.prior or "auto"
+        if key not in shared:
+            shared[key] = build_prior(
+                atk, dataset, target, cache, resolve, auxiliary_images, seed=seed
+            )
+        return shared[key]
+
+    return prior
+
+
+def prior_fingerprints(
+    system: SystemConfig, attacks: dict[str, Attack], resolve: Any, auxiliary_sha: str | None
+) -> dict[str, Any]:
+    """What the suite's image priors depend on (for the evaluation's content address)."""
+    from invguard.assess.registry import ATTACK_REGISTRY
+    from invguard.assess.systems import prior_fingerprint
+
+    return {
+        name: prior_fingerprint(atk, resolve, auxiliary_sha)
+        for name, atk in sorted(_attack_configs(system, attacks).items())
+        if ATTACK_REGISTRY[name].needs_prior
+    }
 
 
 def public_data_for(
@@ -178,21 +259,23 @@ def evaluation_key(
     attacks: dict[str, Attack],
     arch: str | None,
     auxiliary: str | None,
+    priors: dict[str, Any] | None = None,
 ) -> str:
-    """Content address of a defence evaluation (same model, data, defences, attacks: same key)."""
-    blob = json.dumps(
-        {
-            "format": EVALUATION_FORMAT,
-            "invguard": __version__,
-            "target": system_fingerprint,
-            "data": data_fingerprint,
-            "defenses": defenses.model_dump(mode="json"),
-            "attacks": {k: repr(v) for k, v in sorted(attacks.items())},
-            "arch": arch,
-            "auxiliary": auxiliary,
-        },
-        sort_keys=True,
-    )
+    """Content address of a defence evaluation (same model, data, defences, attacks and image
+    priors: same key)."""
+    parts: dict[str, Any] = {
+        "format": EVALUATION_FORMAT,
+        "invguard": __version__,
+        "target": system_fingerprint,
+        "data": data_fingerprint,
+        "defenses": defenses.model_dump(mode="json"),
+        "attacks": {k: repr(v) for k, v in sorted(attacks.items())},
+        "arch": arch,
+        "auxiliary": auxiliary,
+    }
+    if priors:  # only with a generative-prior attack: the other evaluations keep their keys
+        parts["priors"] = priors
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -243,7 +326,7 @@ def run_system_defenses(
 
     d = system.defenses
     assert d is not None
-    white, black = attack_suites(system, built, auxiliary_images is not None)
+    white, black = attack_suites(system, built, auxiliary_images is not None, dataset)
     training = [build_training_defense(t.name, t.params) for t in d.training]
     output = [build_output_defense(o.name, o.params, o.steps) for o in d.output]
     public = (
@@ -268,6 +351,9 @@ def run_system_defenses(
         max_accuracy_drop=d.max_accuracy_drop,
         query_budget=d.queries,
         step=step,
+        priors=prior_provider(
+            system, dataset, white, cache, resolve, auxiliary_images, seed=d.seed
+        ),
     )
 
 
@@ -292,14 +378,16 @@ def evaluate_system_defenses(
         if system.auxiliary is not None
         else None
     )
-    white, black = attack_suites(system, built, aux is not None)
+    white, black = attack_suites(system, built, aux is not None, dataset)
+    aux_sha = None if aux is None else hashlib.sha256(aux.tobytes()).hexdigest()
     key = evaluation_key(
         system_fingerprint=built.fingerprint,
         data_fingerprint=dataset.fingerprint(),
         defenses=system.defenses,
         attacks={**white, **black},
         arch=target_arch(system),
-        auxiliary=None if aux is None else hashlib.sha256(aux.tobytes()).hexdigest(),
+        auxiliary=aux_sha,
+        priors=prior_fingerprints(system, white, loaded.resolve, aux_sha),
     )
     stored = store.finished_defense_evaluation(key)
     if stored is not None:
@@ -330,6 +418,8 @@ __all__ = [
     "check_defenses",
     "evaluate_system_defenses",
     "evaluation_key",
+    "prior_fingerprints",
+    "prior_provider",
     "public_data_for",
     "run_system_defenses",
     "target_arch",

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import logging
 import os
 import shutil
@@ -49,6 +50,7 @@ from invguard.assess.systems import (
     expand_attacks,
     load_auxiliary,
     prepare_system,
+    prior_fingerprint,
     probe_posture,
 )
 from invguard.defenses.evaluation import DefenseEvaluation, StepFn
@@ -232,13 +234,16 @@ def run_assessment(
     # 1. check every system before running anything; probe live endpoints' posture
     prepared = []
     skipped: dict[str, list[dict[str, str]]] = {}
+    auxiliary_sha: dict[str, str | None] = {}
     for i in range(len(cfg.systems)):
         system, dataset, built = prepare_system(loaded, i, cache)
+        auxiliary_sha[system.id] = None
         if system.auxiliary is not None:
-            load_auxiliary(
+            aux = load_auxiliary(
                 system.auxiliary, dataset, f"{loaded.path}: systems[{i}].auxiliary", loaded.resolve
             )
-        system, skipped[system.id] = expand_attacks(system, built)
+            auxiliary_sha[system.id] = hashlib.sha256(aux.tobytes()).hexdigest()
+        system, skipped[system.id] = expand_attacks(system, built, dataset)
         check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
         prepared.append((system, dataset, built))
     posture: dict[str, list[dict[str, Any]]] = {}
@@ -253,16 +258,21 @@ def run_assessment(
     for index, (system, dataset, built) in enumerate(prepared):
         sys_json = system.model_dump(mode="json")
         for j, atk in enumerate(system.attacks):
+            attack_desc: dict[str, Any] = {
+                "name": atk.name,
+                "params": atk.params,
+                "budget": atk.budget.model_dump(mode="json"),
+                "classes": atk.classes,
+            }
+            if ATTACK_REGISTRY[atk.name].needs_prior:  # the other attacks' keys stay as they were
+                attack_desc["prior"] = prior_fingerprint(
+                    atk, loaded.resolve, auxiliary_sha[system.id]
+                )
             for seed in atk.seeds:
                 key = job_key(
                     system_fingerprint=built.fingerprint,
                     data_fingerprint=dataset.fingerprint(),
-                    attack={
-                        "name": atk.name,
-                        "params": atk.params,
-                        "budget": atk.budget.model_dump(mode="json"),
-                        "classes": atk.classes,
-                    },
+                    attack=attack_desc,
                     seed=seed,
                 )
                 planned.append(
@@ -402,6 +412,11 @@ def run_assessment(
                     outcomes=[o.record() for o in ok],
                     num_classes=dataset.num_classes,
                 )
+                if info.needs_prior:  # the generator whose latent space was searched
+                    used = (ok[0].attack_summary.get("extra") or {}).get("prior") or {}
+                    finding.evidence["prior"] = used.get("name")
+                    if used.get("source"):
+                        finding.evidence["prior_source"] = used["source"]
                 threat = (
                     evaluations[system.id].threat_for(info.access)
                     if system.id in evaluations

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invguard.assess.config import (
+    AttackConfig,
     AuxiliaryConfig,
     BuiltinAuxiliary,
     BuiltinData,
@@ -29,10 +30,12 @@ from invguard.data import ImageDataset, load_builtin, load_image_folder, load_np
 from invguard.errors import InvGuardError
 from invguard.models import ModelCache, build_model, load_state_dict_file, train_target
 from invguard.models.architectures import describe_mismatch
-from invguard.targets import Target, TorchTarget
+from invguard.targets import Capability, Target, TorchTarget
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from invguard.priors import ImagePrior
 
 
 def file_sha256(path: Path) -> str:
@@ -166,7 +169,130 @@ def _prepare_system(
                     f"(the data set has {dataset.num_classes} classes)"
                 )
     built = build_target(system.target, dataset, cache, f"{where}.target", loaded.resolve)
+    if Capability.GRADIENTS in built.target.capabilities:  # else the job fails: needs gradients
+        for j, atk in enumerate(system.attacks):
+            check_prior(atk, system, dataset, f"{where}.attacks[{j}]", loaded.resolve)
     return system, dataset, built
+
+
+# ------------------------------------------------------------------------------------------------
+# image priors of the generative-prior attacks (ppa, gmi, plg)
+
+
+def _needs_prior(name: str) -> bool:
+    from invguard.assess.registry import ATTACK_REGISTRY
+
+    info = ATTACK_REGISTRY.get(name)
+    return info is not None and info.needs_prior
+
+
+def check_prior(
+    atk: AttackConfig, system: SystemConfig, dataset: ImageDataset, where: str, resolve: Any
+) -> None:
+    """Fail fast (``ConfigError`` naming the field) when a generative-prior attack cannot get its
+    image prior: no public images to train one, the public face generator not installed, a
+    generator file that is missing or does not fit, or GMI's discriminator term without a
+    generator that has a discriminator."""
+    from invguard.assess.registry import AUTO, build_attack
+    from invguard.attacks.priors_setup import prior_source
+    from invguard.judges import is_face_data
+    from invguard.priors import PUBLIC_FACE_INSTALL, load_generator_file
+
+    if not _needs_prior(atk.name):
+        return
+    kind = atk.prior or AUTO
+    faces = is_face_data(dataset)
+    has_public = system.auxiliary is not None
+    field = f"{where}.prior" if atk.prior else where
+    source = prior_source(kind, attack=atk.name, faces=faces, has_public=has_public)
+    if source is None:
+        if kind == "public-faces" or (kind == AUTO and faces):
+            alternative = "" if kind == "public-faces" else ", or set the system's 'auxiliary'"
+            raise ConfigError(
+                f"{field}: attack '{atk.name}' needs an image prior, and the public face "
+                f"generator is not installed ({PUBLIC_FACE_INSTALL}){alternative}"
+            )
+        raise ConfigError(
+            f"{field}: attack '{atk.name}' needs an image prior: set the system's 'auxiliary' "
+            "(public images to train a generator on)"
+            + ("" if atk.prior else " or 'prior' (a generator file)")
+        )
+    if source == "file":
+        path = resolve(Path(kind))
+        if not path.is_file():
+            raise ConfigError(f"{where}.prior: generator file not found: {kind}")
+        try:
+            load_generator_file(path, dataset.image_shape)
+        except InvGuardError as exc:
+            raise ConfigError(f"{where}.prior: {exc}") from exc
+    attack = build_attack(atk.name, atk.params, atk.budget)
+    if float(getattr(attack, "prior_weight", 0.0)) > 0 and source not in ("trained", "conditional"):
+        what = "a generator file" if source == "file" else f"the '{source}' prior"
+        raise ConfigError(
+            f"{field}: attack '{atk.name}' weighs the discriminator's realism term "
+            f"(prior_weight > 0), but {what} has no discriminator: set prior: "
+            "trained (with the system's 'auxiliary') or params: {prior_weight: 0}"
+        )
+
+
+def prior_fingerprint(atk: AttackConfig, resolve: Any, auxiliary_sha: str | None) -> dict[str, Any]:
+    """What a generative-prior attack's image prior depends on besides the target, the data and
+    the seed (all three already in the job key): the prior setting, a generator file's contents
+    and the auxiliary images."""
+    from invguard.assess.registry import AUTO
+    from invguard.attacks.priors_setup import PRIOR_KINDS
+
+    kind = atk.prior or AUTO
+    out: dict[str, Any] = {"kind": kind, "auxiliary": auxiliary_sha}
+    if kind not in PRIOR_KINDS:
+        path = resolve(Path(kind))
+        out["file"] = file_sha256(path) if path.is_file() else None
+    return out
+
+
+def build_prior(
+    atk: AttackConfig,
+    dataset: ImageDataset,
+    target: Target,
+    cache: ModelCache,
+    resolve: Any,
+    auxiliary: np.ndarray | None,
+    *,
+    seed: int,
+) -> ImagePrior | None:
+    """The image prior of a generative-prior attack (None for the other attacks), prepared as
+    ``invguard attack`` does (:func:`~invguard.attacks.priors_setup.prepare_prior`, cached).
+
+    PLG-MI pseudo-labels the public images with ``target`` and trains against it; it does so
+    through an unbudgeted view of the same model, so that preparing the (cached) prior never spends
+    the attack's query budget and a cached prior gives the same job result as a fresh one."""
+    from torch import nn
+
+    from invguard.assess.registry import AUTO
+    from invguard.attacks.priors_setup import PRIOR_KINDS, prepare_prior
+    from invguard.judges import is_face_data
+
+    if not _needs_prior(atk.name):
+        return None
+    kind = atk.prior or AUTO
+    if kind not in PRIOR_KINDS:
+        kind = str(resolve(Path(kind)))
+    model = getattr(target, "model", None)
+    view = (
+        TorchTarget(model, input_shape=dataset.image_shape)
+        if isinstance(model, nn.Module)
+        else target
+    )
+    return prepare_prior(
+        kind,
+        attack=atk.name,
+        shape=dataset.image_shape,
+        faces=is_face_data(dataset),
+        public=auxiliary,
+        target=view,
+        cache=cache,
+        seed=seed,
+    )
 
 
 def _access(spec: Any) -> str:
@@ -413,21 +539,31 @@ def load_auxiliary(
 
 
 def expand_attacks(
-    system: SystemConfig, built: BuiltTarget
+    system: SystemConfig, built: BuiltTarget, dataset: ImageDataset
 ) -> tuple[SystemConfig, list[dict[str, str]]]:
-    """Replace ``auto`` entries with the attacks the target's access allows; list the skipped."""
-    from invguard.assess.config import AttackConfig, Budget
+    """Replace ``auto`` entries with the attacks the target's access allows (one white-box attack:
+    PPA for a convolutional PyTorch model, MI-FACE otherwise); list the skipped."""
+    from torch import nn
+
+    from invguard.assess.config import Budget
     from invguard.assess.registry import ATTACK_REGISTRY, AUTO, select_attacks
+    from invguard.judges import is_face_data
 
     if all(a.name != AUTO for a in system.attacks):
         return system, []
     attacks: list[AttackConfig] = []
     skipped: list[dict[str, str]] = []
+    model = getattr(built.target, "model", None)
     for atk in system.attacks:
         if atk.name != AUTO:
             attacks.append(atk)
             continue
-        chosen, skip = select_attacks(built.target.capabilities, system.auxiliary is not None)
+        chosen, skip = select_attacks(
+            built.target.capabilities,
+            system.auxiliary is not None,
+            model=model if isinstance(model, nn.Module) else None,
+            faces=is_face_data(dataset),
+        )
         skipped += skip
         for name in chosen:
             if any(a.name == name for a in attacks):

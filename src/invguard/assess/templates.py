@@ -28,6 +28,7 @@ systems:
     #   data: {folder: data/faces}    (folder/train/<class>/*.png, folder/test/<class>/*.png)
     #   data: {npz: data/faces.npz}   (x_train, y_train, x_test, y_test)
     data: {builtin: att-faces}
+    # attacks: auto, miface, ppa, gmi, plg (generative prior, for CNNs), miface-zo, learned, brep
     attacks:
       - name: miface              # white-box MI-FACE (Fredrikson et al. 2015)
         seeds: [0]

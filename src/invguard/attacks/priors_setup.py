@@ -18,7 +18,7 @@ from torch import nn
 from invguard.errors import DataError, InvalidParameterError
 from invguard.models.cache import ModelCache
 from invguard.priors import PUBLIC_FACE_INSTALL, ImagePrior, load_generator_file
-from invguard.priors.pretrained import load_public_face_prior
+from invguard.priors.pretrained import load_public_face_prior, public_face_weights_path
 from invguard.targets.base import DifferentiableTarget, Target
 
 GENERATIVE_NAMES = ("ppa", "gmi", "plg")
@@ -106,6 +106,26 @@ def prepare_prior(
     )
 
 
+def prior_source(kind: str, *, attack: str, faces: bool, has_public: bool) -> str | None:
+    """Which prior :func:`prepare_prior` would build for these inputs, without building it:
+    ``"conditional"`` (PLG-MI's cGAN on pseudo-labelled public images), ``"file"``,
+    ``"public-faces"`` or ``"trained"``; None when it could not build one (no public images, and
+    for face data no public face generator installed either)."""
+    if attack == "plg":
+        return "conditional" if has_public else None
+    if kind not in PRIOR_KINDS:
+        return "file"
+    if kind == "public-faces" or (kind == "auto" and faces):
+        try:
+            public_face_weights_path()
+        except DataError:
+            if kind == "public-faces" or not has_public:
+                return None
+        else:
+            return "public-faces"
+    return "trained" if has_public else None
+
+
 def _need_public(public: np.ndarray | None, attack: str) -> np.ndarray:
     if public is None or len(public) == 0:
         raise InvalidParameterError(
@@ -122,4 +142,5 @@ __all__ = [
     "has_convolutions",
     "model_fingerprint",
     "prepare_prior",
+    "prior_source",
 ]

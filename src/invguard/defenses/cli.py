@@ -128,7 +128,7 @@ def cmd_defend_evaluate(args: argparse.Namespace) -> int:
     prepared = []
     for i in chosen:  # check everything before the first model is trained
         system, dataset, built = prepare_system(loaded, i, cache)
-        system, _ = expand_attacks(system, built)
+        system, _ = expand_attacks(system, built, dataset)
         check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
         prepared.append((i, system, dataset, built))
 

@@ -4,7 +4,8 @@ For every candidate defence the evaluation builds the defended target, measures 
 runs the attacks that fit it and judges the reconstructions with the independent evaluation model:
 
 * training-time defences (:mod:`invguard.defenses.training`) retrain the same architecture on the
-  same data and face the *white-box* attacks (MI-FACE): whoever holds the weights;
+  same data and face the *white-box* attacks (MI-FACE, or a generative-prior attack such as PPA,
+  whose image prior ``priors`` gives for each model): whoever holds the weights;
 * output defences (:mod:`invguard.defenses.wrappers`) wrap the undefended target and face the
   *black-box* attacks that their output still allows (scores: the zeroth-order score attack and
   learned inversion; labels only: the label-only attack), since they only help against an API user.
@@ -38,6 +39,7 @@ from invguard.errors import InvalidParameterError, InvGuardError, check_float
 from invguard.judges import Calibration, JudgePanel, calibrate, judge_images, run_calibration
 from invguard.metrics import Evaluator, evaluate_inversion
 from invguard.models.cache import ModelCache
+from invguard.priors.base import ImagePrior
 from invguard.targets.base import Capability, QueryCounter, Target
 from invguard.targets.pytorch import TorchTarget
 
@@ -45,6 +47,11 @@ log = logging.getLogger(__name__)
 
 StepFn = Callable[[str], None]
 """``step(message)``: called before each defence is trained or attacked (drives a progress line)."""
+
+PriorFn = Callable[[str, Target], ImagePrior | None]
+"""``prior(attack_name, target)``: the image prior a generative-prior attack uses against
+``target`` (None for an attack that needs none). Called before each attack run; a prior that depends
+on the public data only is best prepared once and returned for every target."""
 
 GALLERY_SIZE = 10
 
@@ -373,6 +380,7 @@ def _attack_row(
     request: InversionRequest,
     seed: int,
     query_budget: int | None,
+    priors: PriorFn | None = None,
 ) -> None:
     best = -1.0
     for name, attack in attacks.items():
@@ -381,7 +389,9 @@ def _attack_row(
         white = Capability.GRADIENTS in attack.requires
         view = target if white else _Budgeted(target, query_budget)
         try:
-            result = attack.run(view, request, rng=seed)
+            prior = priors(name, view) if priors is not None else None
+            run_request = request if prior is None else dataclasses.replace(request, prior=prior)
+            result = attack.run(view, run_request, rng=seed)
         except InvGuardError as exc:  # e.g. an endpoint that fails mid-way: keep the others
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             row.error = (
@@ -416,6 +426,7 @@ def evaluate_defenses(
     classes: Sequence[int] | None = None,
     query_budget: int | None = None,
     step: StepFn | None = None,
+    priors: PriorFn | None = None,
 ) -> DefenseEvaluation:
     """Measure ``baseline`` and every defence of ``training`` and ``output`` on ``dataset``.
 
@@ -425,7 +436,9 @@ def evaluate_defenses(
     defence's wrapper whose output they fit. ``auxiliary_images`` (public, unlabelled) feed the
     attacks that use them; ``public_data`` (labelled) feeds transfer learning. A defence that cannot
     be trained on this data is reported with its error, not raised. ``query_budget`` caps every
-    black-box attack run (each gets its own count).
+    black-box attack run (each gets its own count). ``priors`` gives the generative-prior attacks
+    (PPA, GMI, PLG-MI) among ``white_box`` their image prior for each model they attack; a prior
+    that cannot be prepared is reported on the row, like an attack that cannot run.
     """
     check_float("max_accuracy_drop", max_accuracy_drop, minimum=0.0, maximum=1.0)
     if training and arch is None:
@@ -454,7 +467,15 @@ def evaluate_defenses(
     )
     say("undefended model")
     _attack_row(
-        base, baseline, {**white_box, **black_box}, dataset, judging, request, seed, query_budget
+        base,
+        baseline,
+        {**white_box, **black_box},
+        dataset,
+        judging,
+        request,
+        seed,
+        query_budget,
+        priors,
     )
     rows = [base]
 
@@ -480,7 +501,7 @@ def evaluate_defenses(
         row.facts = defended.facts
         target = TorchTarget(defended.model, input_shape=dataset.image_shape)
         say(f"attacking {row.name}")
-        _attack_row(row, target, white_box, dataset, judging, request, seed, query_budget)
+        _attack_row(row, target, white_box, dataset, judging, request, seed, query_budget, priors)
 
     for o in output:
         row = DefenseRow(
@@ -525,6 +546,7 @@ __all__ = [
     "AttackScore",
     "DefenseEvaluation",
     "DefenseRow",
+    "PriorFn",
     "ThreatResult",
     "compare",
     "evaluate_defenses",
