@@ -34,7 +34,7 @@ from PIL import Image
 
 from invguard.attacks import InversionRequest, MIFace
 from invguard.attacks.generative import GMI, PLGMI, PPA
-from invguard.attacks.priors_setup import prepare_prior
+from invguard.attacks.priors_setup import prepare_prior, trained_prior_config
 from invguard.data import ImageDataset, load_builtin, load_builtin_auxiliary
 from invguard.judges import is_face_data, judge_run, reference_panel
 from invguard.judges.calibration import public_lookalikes
@@ -89,9 +89,15 @@ def _priors(
         started = time.perf_counter()
         if kind == "public-faces":
             priors[kind] = load_public_face_prior(dataset.image_shape)
-        else:
+        else:  # the recipe `invguard attack --prior trained` uses (faces: 32x32, flips)
             assert public is not None
-            priors[kind] = train_prior(public, shape=dataset.image_shape, seed=0, cache=cache())
+            priors[kind] = train_prior(
+                public,
+                shape=dataset.image_shape,
+                config=trained_prior_config(is_face_data(dataset)),
+                seed=0,
+                cache=cache(),
+            )
         print(
             f"  prior {kind}: {time.perf_counter() - started:.1f} s ({priors[kind].info.get('source', '')})"
         )

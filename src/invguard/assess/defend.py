@@ -392,7 +392,7 @@ def evaluate_system_defenses(
     stored = store.finished_defense_evaluation(key)
     if stored is not None:
         return DefenseEvaluation.from_dict(*stored)
-    panel, evaluator, _ = reference_panel(dataset, cache=cache)
+    panel, evaluator, _ = reference_panel(dataset, cache=cache, public=aux)
     result = run_system_defenses(
         system,
         dataset,

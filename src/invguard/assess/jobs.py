@@ -177,7 +177,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
             prior=prior,
         )
         result = attack.run(built.target, request, rng=spec.seed)
-        panel, evaluator, _ = reference_panel(dataset, cache=cache)
+        panel, evaluator, _ = reference_panel(dataset, cache=cache, public=auxiliary)
         metrics = evaluate_inversion(result, evaluator, dataset)
         surrogate = None
         if Capability.GRADIENTS not in built.target.capabilities:

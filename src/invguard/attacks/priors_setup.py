@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
@@ -20,6 +21,9 @@ from invguard.models.cache import ModelCache
 from invguard.priors import PUBLIC_FACE_INSTALL, ImagePrior, load_generator_file
 from invguard.priors.pretrained import load_public_face_prior, public_face_weights_path
 from invguard.targets.base import DifferentiableTarget, Target
+
+if TYPE_CHECKING:
+    from invguard.priors.train import GanConfig
 
 GENERATIVE_NAMES = ("ppa", "gmi", "plg")
 PRIOR_KINDS = ("auto", "public-faces", "trained")
@@ -49,6 +53,14 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:32]
 
 
+def trained_prior_config(faces: bool) -> GanConfig | None:
+    """The GAN recipe for priors trained on public images: for about 100 public faces a 32x32
+    DCGAN with flips (measured in :mod:`invguard.priors.train`), else the default."""
+    from invguard.priors.train import GanConfig
+
+    return GanConfig(size=32, batch_size=32, steps=3000, hflip=True) if faces else None
+
+
 def prepare_prior(
     kind: str,
     *,
@@ -62,10 +74,9 @@ def prepare_prior(
     progress: ProgressFn | None = None,
 ) -> ImagePrior:
     """The image prior for ``attack``; ``kind`` is one of :data:`PRIOR_KINDS` or a generator file."""
-    from invguard.priors.train import GanConfig, pseudo_label, train_conditional_prior, train_prior
+    from invguard.priors.train import pseudo_label, train_conditional_prior, train_prior
 
-    # about 100 public faces: a 32x32 DCGAN with flips (measured in invguard.priors.train)
-    config = GanConfig(size=32, batch_size=32, steps=3000, hflip=True) if faces else None
+    config = trained_prior_config(faces)
 
     if attack == "plg":
         images = _need_public(public, attack)

@@ -81,9 +81,9 @@ def reference_panel(
     if public is not None:
         dataset = open_set_dataset(dataset, public)
     trained = train_evaluation_model(dataset, seed=seed, cache=cache, progress=progress)
-    evaluator = Evaluator(trained.model)
+    evaluator = Evaluator(trained.model, num_classes=private_classes)  # metrics: private classes
     ev_info = _classifier_info(trained, "robust evaluation model (residual CNN)")
-    judges: list[Any] = [EvaluationModelJudge(evaluator, info=ev_info)]
+    judges: list[Any] = [EvaluationModelJudge(Evaluator(trained.model), info=ev_info)]
     notes: list[str] = []
     if want_faces and face_embedding_available():
         root = Path(cache.root) if cache is not None else None

@@ -30,11 +30,18 @@ class Evaluator:
     """The independent evaluation model, wrapped for batched logits and penultimate features."""
 
     def __init__(
-        self, model: FeatureClassifier, *, batch_size: int = 256, device: str = "cpu"
+        self,
+        model: FeatureClassifier,
+        *,
+        batch_size: int = 256,
+        device: str = "cpu",
+        num_classes: int | None = None,
     ) -> None:
         self.model = model.eval()
         self.batch_size = batch_size
         self.device = torch.device(device)
+        # the first ``num_classes`` logits only (an open-set model's extra "public" class dropped)
+        self.num_classes = num_classes
 
     @torch.no_grad()
     def logits_and_features(self, x: np.ndarray) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -44,7 +51,10 @@ class Evaluator:
             f = self.model.embed(xb)
             feats.append(f.float().cpu())
             logits.append(self.model.head(f).float().cpu())
-        return torch.cat(logits).numpy(), torch.cat(feats).numpy()
+        out = torch.cat(logits)
+        if self.num_classes is not None:
+            out = out[:, : self.num_classes]
+        return out.numpy(), torch.cat(feats).numpy()
 
 
 @dataclass
