@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +21,37 @@ from torch import nn
 from invguard.attacks.base import Attack, AttackResult, InversionRequest, ProgressFn
 from invguard.attacks.miface import MIFace
 from invguard.data.base import ImageDataset
+from invguard.errors import InvalidParameterError
 from invguard.judges import Judgement, JudgePanel, judge_run, reference_panel
 from invguard.metrics.evaluate import Evaluator, InversionMetrics, evaluate_inversion
-from invguard.models.cache import ModelCache
+from invguard.models.cache import ModelCache, default_cache_dir
 from invguard.models.training import ProgressFn as TrainProgressFn
 from invguard.models.zoo import EVALUATION_ARCH, train_evaluation_model
 from invguard.priors import ImagePrior
 from invguard.report.inversion import InversionReport
 from invguard.targets.base import Target
-from invguard.targets.pytorch import TorchTarget
+from invguard.targets.pytorch import OutputKind, TorchTarget
+
+
+@contextmanager
+def preserved_mode(model: object) -> Iterator[None]:
+    """Restore every submodule's train/eval flag of a ``torch.nn.Module`` on exit."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def invert(
     model: nn.Module | Target,
     *,
     input_shape: tuple[int, ...] | None = None,
+    output: OutputKind = "logits",
     attack: Attack | None = None,
     classes: Sequence[int] | None = None,
     auxiliary: np.ndarray | None = None,
@@ -44,22 +61,24 @@ def invert(
 ) -> AttackResult:
     """Run ``attack`` (MI-FACE with its measured defaults if None) against a model or target.
 
-    A bare ``torch.nn.Module`` is wrapped in a :class:`TorchTarget` (``input_shape`` required).
+    A bare ``torch.nn.Module`` is wrapped in a :class:`TorchTarget` (``input_shape`` required;
+    ``output`` says whether it returns ``"logits"``, ``"probabilities"`` or
+    ``"log_probabilities"``); it runs in eval mode and gets its own train/eval mode back after.
     ``prior`` is the image generator for the generative-prior attacks (``PPA``, ``GMI``, ``PLGMI``).
     """
-    if isinstance(model, nn.Module):
-        if input_shape is None:
-            from invguard.errors import InvalidParameterError
-
-            raise InvalidParameterError(
-                "The 'input_shape' parameter is required to wrap a torch.nn.Module, e.g. (1, 56, 46)"
-            )
-        target: Target = TorchTarget(model, input_shape=input_shape)
-    else:
-        target = model
-    atk: Attack = attack if attack is not None else MIFace()
-    request = InversionRequest(classes=classes, auxiliary=auxiliary, prior=prior)
-    return atk.run(target, request, rng=rng, progress=progress)
+    with preserved_mode(model):
+        if isinstance(model, nn.Module):
+            if input_shape is None:
+                raise InvalidParameterError(
+                    "The 'input_shape' parameter is required to wrap a torch.nn.Module, "
+                    "e.g. (1, 56, 46)"
+                )
+            target: Target = TorchTarget(model, input_shape=input_shape, output=output)
+        else:
+            target = model
+        atk: Attack = attack if attack is not None else MIFace()
+        request = InversionRequest(classes=classes, auxiliary=auxiliary, prior=prior)
+        return atk.run(target, request, rng=rng, progress=progress)
 
 
 def reference_evaluator(
@@ -69,7 +88,12 @@ def reference_evaluator(
     seed: int = 0,
     progress: TrainProgressFn | None = None,
 ) -> tuple[Evaluator, dict[str, Any]]:
-    """The independent evaluation model for ``dataset`` (trained once, then cached) and its record."""
+    """The independent evaluation model for ``dataset`` (trained once, then cached) and its record.
+
+    Without ``cache`` the model cache in ``$INVGUARD_CACHE_DIR`` (or ``~/.cache/invguard``) is used.
+    """
+    if cache is None:
+        cache = ModelCache(default_cache_dir())
     trained = train_evaluation_model(dataset, seed=seed, cache=cache, progress=progress)
     aug = trained.config.augment
     info = {
@@ -123,10 +147,14 @@ def verdict(
     and the public look-alike calibration row is added.
     """
     if panel is None:
+        cache = cache if cache is not None else ModelCache(default_cache_dir())
         panel, _, _ = reference_panel(dataset, cache=cache, public=public)
-    if isinstance(target, nn.Module):
-        target = TorchTarget(target, input_shape=dataset.image_shape)
-    return judge_run(panel, dataset, result.reconstructions, result.classes, target, public=public)
+    with preserved_mode(target):
+        if isinstance(target, nn.Module):
+            target = TorchTarget(target, input_shape=dataset.image_shape)
+        return judge_run(
+            panel, dataset, result.reconstructions, result.classes, target, public=public
+        )
 
 
 def write_report(

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from invguard import __version__
 from invguard.errors import InvalidParameterError, InvGuardError
@@ -22,6 +22,7 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
 Handler = Callable[[argparse.Namespace], int]
+ModelOutput = Literal["logits", "probabilities", "log_probabilities"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -203,6 +204,7 @@ def _run_and_report(
     classes: list[int] | None,
     title: str,
     dataset_source: str | None = None,
+    output: ModelOutput = "logits",
 ) -> int:
     from invguard.attacks import InversionRequest
     from invguard.attacks.priors_setup import choose_attack, prepare_prior
@@ -212,7 +214,7 @@ def _run_and_report(
     from invguard.targets import TorchTarget
 
     show = not args.quiet
-    target = TorchTarget(model, input_shape=dataset.image_shape)
+    target = TorchTarget(model, input_shape=dataset.image_shape, output=output)
     auxiliary = _load_aux(Path(args.aux), dataset.image_shape) if args.aux else None
     name = choose_attack(attack_name, model)
     attack = _attack_from_args(args, name)
@@ -332,27 +334,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_attack(args: argparse.Namespace) -> int:
-    """Invert a user's saved PyTorch model of a reference architecture."""
-    from invguard.models import build_model, load_state_dict_file
-    from invguard.models.architectures import describe_mismatch
+def _attack_data(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The private data: ``--data`` (the user's folder or .npz) or a built-in ``--dataset``."""
+    if args.data is None:
+        name = args.dataset or "att-faces"
+        return _load_dataset(name, args.image_size), name if args.image_size is None else None
+    if args.dataset is not None:
+        raise InvalidParameterError("give either --data (your own images) or --dataset, not both")
+    from invguard.data import load_image_folder, load_npz_dataset
 
-    dataset = _load_dataset(args.dataset, args.image_size)
-    state = load_state_dict_file(args.model)
-    model = build_model(args.arch, dataset.image_shape, dataset.num_classes)
-    problem = describe_mismatch(model, state)
-    if problem:
-        c, h, w = dataset.image_shape
-        raise InvGuardError(
-            f"model file {args.model} does not fit architecture '{args.arch}' for {c}x{h}x{w} "
-            f"inputs ({w}x{h} images) and {dataset.num_classes} classes: {problem}"
+    path = Path(args.data)
+    if path.is_dir():
+        return load_image_folder(path, args.image_size), None
+    if path.suffix.lower() != ".npz":
+        raise InvalidParameterError(
+            f"--data must be a folder (train/<class>/*.png, test/<class>/*.png) or an .npz file "
+            f"with x_train, y_train, x_test, y_test; got {path}"
         )
-    model.load_state_dict(state)
-    model.eval()
+    if args.image_size is not None:
+        raise InvalidParameterError("--image-size applies to --data folders, not to .npz files")
+    return load_npz_dataset(path), None
+
+
+def _factory_kwargs(text: str | None) -> dict[str, Any]:
+    import json
+
+    if text is None:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except ValueError as exc:
+        raise InvalidParameterError(
+            f"--factory-kwargs must be a JSON object such as '{{\"width\": 32}}': {exc}"
+        ) from exc
+    if not isinstance(kwargs, dict):
+        raise InvalidParameterError(
+            f"--factory-kwargs must be a JSON object, got {type(kwargs).__name__}"
+        )
+    return kwargs
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    """Invert the user's own PyTorch model: a torch.export program, a factory of the user's own
+    code plus weights, or weights of a reference architecture."""
+    from invguard.models.loading import load_user_model
+
+    if args.factory_kwargs is not None and args.factory is None:
+        raise InvalidParameterError("--factory-kwargs needs --factory")
+    dataset, source = _attack_data(args)
+    model, loaded = load_user_model(
+        args.model,
+        arch=args.arch,
+        factory=args.factory,
+        kwargs=_factory_kwargs(args.factory_kwargs),
+        shape=dataset.image_shape,
+        num_classes=dataset.num_classes,
+        search_path=Path.cwd(),
+    )
     target_info = {
-        "name": args.arch,
-        "source": str(args.model),
-        "test_accuracy": _test_accuracy(model, dataset),
+        "name": args.arch or Path(args.model).name,
+        **loaded,
+        "model_output": args.model_output,
+        "test_accuracy": _test_accuracy(model, dataset) if len(dataset.y_test) else None,
     }
     return _run_and_report(
         args=args,
@@ -362,7 +405,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
         attack_name=args.attack,
         classes=args.classes,
         title=f"InvGuard: model inversion against {Path(args.model).name}",
-        dataset_source=args.dataset if args.image_size is None else None,
+        dataset_source=source,
+        output=args.model_output,
     )
 
 
@@ -645,6 +689,59 @@ def _add_miface(p: argparse.ArgumentParser) -> None:
 ATTACK_CHOICES = ("auto", "miface", "ppa", "gmi", "plg")
 
 
+def _add_attack_parser(sub: Any) -> None:
+    """``invguard attack``: the user's own model (program, factory + weights, or --arch)."""
+    p = sub.add_parser(
+        "attack",
+        help="invert your own PyTorch model (torch.export .pt2, factory + weights, or --arch)",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a torch.export program (.pt2), or weights (.safetensors or a torch state dict) "
+        "with --factory or --arch",
+    )
+    p.add_argument(
+        "--arch", choices=("softmax", "mlp", "cnn"), help="the weights' reference architecture"
+    )
+    p.add_argument(
+        "--factory",
+        help="pkg.module:function building your model (your own code, imported and run; the "
+        "current folder is on the import path) for the --model weights",
+    )
+    p.add_argument("--factory-kwargs", help="JSON object of keyword arguments for --factory")
+    p.add_argument(
+        "--model-output",
+        choices=("logits", "probabilities", "log_probabilities"),
+        default="logits",
+        help="what the model returns (probabilities: it ends in softmax); default logits",
+    )
+    p.add_argument(
+        "--attack",
+        choices=ATTACK_CHOICES,
+        default="auto",
+        help="auto: PPA (generative prior) for convolutional models, else MI-FACE",
+    )
+    p.add_argument(
+        "--data",
+        help="your private training images: a folder (train/<class>/*.png, test/<class>/*.png) "
+        "or an .npz with x_train, y_train, x_test, y_test in [0, 1]",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=("att-faces", "att-faces-full", "att-faces-private30", "digits", "mnist-0-4"),
+        help="or a built-in data set the model was trained on (default att-faces, 46x56)",
+    )
+    p.add_argument(
+        "--image-size", type=_parse_size, help="AT&T faces or --data folder size WxH, e.g. 92x112"
+    )
+    p.add_argument("--classes", type=_parse_classes, help="classes to invert, e.g. 0-9 or 1,5,7")
+    p.add_argument("--out", default="invguard-report", help="report folder")
+    _add_common(p)
+    _add_miface(p)
+    p.set_defaults(handler=cmd_attack)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="invguard",
@@ -670,27 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_miface(p)
     p.set_defaults(handler=cmd_demo)
 
-    p = sub.add_parser("attack", help="invert your own saved PyTorch model")
-    p.add_argument("--model", required=True, help="weights: .safetensors or a torch state dict")
-    p.add_argument("--arch", required=True, choices=("softmax", "mlp", "cnn"))
-    p.add_argument(
-        "--attack",
-        choices=ATTACK_CHOICES,
-        default="auto",
-        help="auto: PPA (generative prior) for convolutional models, else MI-FACE",
-    )
-    p.add_argument(
-        "--dataset",
-        choices=("att-faces", "att-faces-full", "att-faces-private30", "digits", "mnist-0-4"),
-        default="att-faces",
-        help="the private data the model was trained on (default att-faces, 46x56)",
-    )
-    p.add_argument("--image-size", type=_parse_size, help="AT&T faces size WxH, e.g. 92x112")
-    p.add_argument("--classes", type=_parse_classes, help="classes to invert, e.g. 0-9 or 1,5,7")
-    p.add_argument("--out", default="invguard-report", help="report folder")
-    _add_common(p)
-    _add_miface(p)
-    p.set_defaults(handler=cmd_attack)
+    _add_attack_parser(sub)
 
     p = sub.add_parser(
         "judge", help="judge reconstructions from any tool with every judge and the verdict"

@@ -43,7 +43,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
         ("  - id: faces-softmax", "  - id: faces-mlp", "system id 'faces-mlp' is used twice"),
         ("data: {builtin: att-faces}", "data: {builtin: celeba}", "systems[0].data"),
         ("      reference: {arch: mlp, seed: 0}", "      arch: mlp",
-         "systems[0].target: set exactly one of 'model' (with 'arch') or 'reference'"),
+         "systems[0].target: set exactly one of 'program' (a torch.export .pt2), 'model' (weights, with 'factory' or 'arch') or 'reference'"),
     ],
 )  # fmt: skip
 def test_config_errors_name_the_field(tmp_path: Path, old: str, new: str, message: str) -> None:

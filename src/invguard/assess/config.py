@@ -52,20 +52,40 @@ class ReferenceModel(_Model):
 
 
 class PytorchTarget(_Model):
-    """A saved PyTorch model: weights (``.safetensors`` or a state dict) of a reference
-    architecture, or an InvGuard reference model when ``reference`` is set."""
+    """The user's PyTorch model, attacked white-box (with gradients). One source:
+
+    * ``program``: a ``torch.export`` program (``.pt2`` from ``torch.export.save``);
+    * ``model``: weights (``.safetensors`` or a state dict) with ``factory`` (``pkg.module:function``
+      of the user's own code, imported and called with ``kwargs``; the configuration's folder is on
+      the import path) or with ``arch`` (an InvGuard reference architecture);
+    * ``reference``: an InvGuard reference model trained on the system's data.
+
+    ``model_output`` says what the model returns (``probabilities`` when it ends in softmax).
+    """
 
     type: Literal["pytorch"] = "pytorch"
+    program: Path | None = None
     model: Path | None = None
     arch: Literal["softmax", "mlp", "cnn"] | None = None
+    factory: str | None = Field(None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
     reference: ReferenceModel | None = None
+    model_output: Literal["logits", "probabilities", "log_probabilities"] = "logits"
 
     @model_validator(mode="after")
     def _one_source(self) -> PytorchTarget:
-        if (self.model is None) == (self.reference is None):
-            raise ValueError("set exactly one of 'model' (with 'arch') or 'reference'")
-        if self.model is not None and self.arch is None:
-            raise ValueError("'arch' is required with 'model'")
+        sources = [s for s in (self.program, self.model, self.reference) if s is not None]
+        if len(sources) != 1:
+            raise ValueError(
+                "set exactly one of 'program' (a torch.export .pt2), 'model' (weights, with "
+                "'factory' or 'arch') or 'reference'"
+            )
+        if self.model is not None and (self.arch is None) == (self.factory is None):
+            raise ValueError("'model' (weights) needs exactly one of 'factory' or 'arch'")
+        if self.model is None and (self.arch is not None or self.factory is not None):
+            raise ValueError("'arch' and 'factory' apply to 'model' (weights) only")
+        if self.kwargs and self.factory is None:
+            raise ValueError("'kwargs' apply to a 'factory' only")
         return self
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,12 +29,12 @@ from invguard.assess.config import (
 )
 from invguard.data import ImageDataset, load_builtin, load_image_folder, load_npz_dataset
 from invguard.errors import InvGuardError
-from invguard.models import ModelCache, build_model, load_state_dict_file, train_target
-from invguard.models.architectures import describe_mismatch
+from invguard.models import ModelCache, train_target
 from invguard.targets import Capability, Target, TorchTarget
 
 if TYPE_CHECKING:
     import numpy as np
+    from torch import nn
 
     from invguard.priors import ImagePrior
 
@@ -93,6 +94,7 @@ def build_target(
     if isinstance(target, HttpTarget):
         return _http_target(target, dataset, where, query_budget)
     assert isinstance(target, PytorchTarget)
+    model: nn.Module
     if target.reference is not None:
         ref = target.reference
         trained = train_target(dataset, ref.arch, seed=ref.seed, cache=cache)
@@ -106,38 +108,57 @@ def build_target(
         model = trained.model
         fingerprint = trained.cache_key
     else:
-        assert target.model is not None
-        assert target.arch is not None
-        path = resolve(target.model)
-        try:
-            state = load_state_dict_file(path)
-        except InvGuardError as exc:
-            raise ConfigError(f"{where}.model: {exc}") from exc
-        model = build_model(target.arch, dataset.image_shape, dataset.num_classes)
-        problem = describe_mismatch(model, state)
-        if problem:
-            c, h, w = dataset.image_shape
-            raise ConfigError(
-                f"{where}.model: {path} does not fit arch '{target.arch}' for {c}x{h}x{w} inputs "
-                f"and {dataset.num_classes} classes: {problem}"
-            )
-        model.load_state_dict(state)
-        model.eval()
-        from invguard.models.training import accuracy
-
-        info = {
-            "type": "pytorch",
-            "name": path.name,
-            "source": str(path),
-            "arch": target.arch,
-            "test_accuracy": accuracy(model, dataset.x_test, dataset.y_test)
-            if len(dataset.y_test)
-            else None,
-            "access": "white-box (weights)",
-        }
-        fingerprint = file_sha256(path)
-    built = TorchTarget(model, input_shape=dataset.image_shape, query_budget=query_budget)
+        model, info, fingerprint = _user_torch_model(target, dataset, where, resolve)
+    try:
+        built = TorchTarget(
+            model,
+            input_shape=dataset.image_shape,
+            output=target.model_output,
+            query_budget=query_budget,
+        )
+    except InvGuardError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
     return BuiltTarget(built, info, fingerprint)
+
+
+def _user_torch_model(
+    target: PytorchTarget, dataset: ImageDataset, where: str, resolve: Any
+) -> tuple[nn.Module, dict[str, Any], str]:
+    """The user's program, or weights with a factory or reference arch, through the shared loader."""
+    from invguard.models.loading import load_user_model
+    from invguard.models.training import accuracy
+
+    field = "program" if target.program is not None else "model"
+    source = target.program if target.program is not None else target.model
+    assert source is not None
+    path = resolve(source)
+    try:
+        model, loaded = load_user_model(
+            path,
+            arch=target.arch,
+            factory=target.factory,
+            kwargs=target.kwargs,
+            shape=dataset.image_shape,
+            num_classes=dataset.num_classes,
+            search_path=resolve(Path(".")),
+        )
+    except InvGuardError as exc:
+        raise ConfigError(f"{where}.{field}: {exc}") from exc
+    info = {
+        "type": "pytorch",
+        "name": path.name,
+        **loaded,
+        "model_output": target.model_output,
+        "test_accuracy": accuracy(model, dataset.x_test, dataset.y_test)
+        if len(dataset.y_test)
+        else None,
+        "access": "white-box (weights)",
+    }
+    fingerprint = file_sha256(path)
+    if target.factory is not None:  # the same weights under another factory are another model
+        blob = json.dumps([fingerprint, target.factory, target.kwargs], sort_keys=True, default=str)
+        fingerprint = hashlib.sha256(blob.encode()).hexdigest()
+    return model, info, fingerprint
 
 
 def system_where(index: int) -> str:

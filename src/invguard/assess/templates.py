@@ -16,8 +16,12 @@ audit_db: invguard-audit.db       # tamper-evident audit log (invguard audit ver
 
 systems:
   # An undefended MLP face classifier. `reference` makes InvGuard train (and cache) its own
-  # reference model on the data; for your model use:
+  # reference model on the data; for your own model use one of:
+  #   target: {type: pytorch, program: models/mine.pt2}   (from torch.export.save)
+  #   target: {type: pytorch, model: models/mine.safetensors, factory: "my_pkg.models:build",
+  #            kwargs: {width: 32}}   (your own code builds the model; the weights fill it)
   #   target: {type: pytorch, model: models/faces-mlp.safetensors, arch: mlp}
+  # and model_output: probabilities when the model ends in softmax.
   - id: faces-mlp
     name: Face recognition MLP
     owner: ml-platform@example.com

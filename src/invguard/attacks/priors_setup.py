@@ -33,7 +33,10 @@ ProgressFn = Callable[[int, int], None]
 
 def has_convolutions(model: nn.Module) -> bool:
     """True when ``model`` has a convolution layer anywhere (the 'deep model' case)."""
-    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return any(
+        isinstance(m, nn.modules.conv._ConvNd) or getattr(m, "has_convolutions", False) is True
+        for m in model.modules()
+    )
 
 
 def choose_attack(requested: str, model: nn.Module | None) -> str:

@@ -10,7 +10,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickle
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +98,16 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(p))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(f"model file {p} is not a valid safetensors file: {exc}") from exc
+    if _is_torchscript(p):
+        raise ModelError(
+            f"model file {p} is a TorchScript file (torch.jit.save), which carries pickled code "
+            "and is never loaded: save the weights with torch.save(model.state_dict(), path), or "
+            "export the model with torch.export.save"
+        )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"model file {p} is not a PyTorch state dict that can be loaded safely "
-            f"(weights_only=True): {first}"
-        ) from exc
+        raise ModelError(_unsafe_load_message(p, exc)) from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if (
@@ -115,3 +120,34 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             f"got {type(obj).__name__}. Save it with torch.save(model.state_dict(), path)"
         )
     return obj
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            tails = {n.split("/", 1)[-1] for n in zf.namelist()}
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return "constants.pkl" in tails or any(t.startswith("code/") for t in tails)
+
+
+def _unsafe_load_message(path: Path, exc: BaseException) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused ``path``; torch's own advice to
+    load with ``weights_only=False`` is never relayed."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (
+            f"model file {path} is a pickled Python object (it needs {found.group(1)}), not a "
+            "state dict, and InvGuard never unpickles code: save the weights with "
+            "torch.save(model.state_dict(), path) or safetensors, or export the whole model "
+            "with torch.export.save"
+        )
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text.lower():
+        reason = "it holds objects other than tensors"
+    else:
+        lines = text.strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
+    return (
+        f"model file {path} is not a PyTorch state dict that loads without running code: {reason}"
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -63,7 +62,10 @@ def _read_public_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many types for bad or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if "weights_only" in text or "Weights only" in text:  # never relay torch's advice
+            first = "it holds objects other than tensors, which are never unpickled"
         raise ModelError(
             f"{path} is not a torch file that loads safely (weights_only=True): {first}; "
             f"reinstall with {PUBLIC_FACE_INSTALL}"
@@ -156,13 +158,9 @@ def load_generator_file(
 
 
 def _load_exported(path: Path) -> nn.Module:
+    """A ``torch.export`` program, checked so that nothing in it is unpickled."""
+    from invguard.models.loading import load_exported_program
+
     if not path.is_file():
         raise ModelError(f"generator file not found: {path}")
-    try:
-        program: Any = torch.export.load(str(path))
-    except Exception as exc:  # torch.export raises many types for foreign files
-        raise ModelError(
-            f"{path} is not a torch.export program: {str(exc).strip().splitlines()[0]}"
-        ) from exc
-    module: nn.Module = program.module()
-    return module
+    return load_exported_program(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from invguard.errors import TargetError, check_choice, check_int
+from invguard.errors import InvalidParameterError, TargetError, check_choice, check_int
 from invguard.targets.base import (
     FULL_PROBABILITIES,
     Capability,
@@ -18,8 +19,16 @@ from invguard.targets.base import (
     check_batch,
 )
 
+logger = logging.getLogger(__name__)
+
 GradientQuantity = Literal["probability", "log_probability", "logit"]
+OutputKind = Literal["logits", "probabilities", "log_probabilities"]
+OUTPUT_KINDS: tuple[str, ...] = ("logits", "probabilities", "log_probabilities")
 GRADIENT_QUANTITIES: tuple[str, ...] = ("probability", "log_probability", "logit")
+
+
+class ShapeMismatchError(InvalidParameterError, TargetError):
+    """The model does not fit the declared input shape or class count."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -27,11 +36,42 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _expected_input(model: nn.Module, given: tuple[int, ...]) -> str:
+    """What the model's first layer expects, when that can be read from it ('' otherwise)."""
+    spec = getattr(model, "sample_shape", None)
+    if spec:
+        return f" (expected {tuple('?' if s is None else s for s in spec)}, given {given})"
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            n = int(np.prod(given))
+            if m.in_features != n:
+                return f" (expected {m.in_features} input values, given {n} = {given})"
+            return ""
+        if isinstance(m, nn.modules.conv._ConvNd):
+            if given and m.in_channels != given[0]:
+                return f" (expected {m.in_channels} channels, given {given[0]} in {given})"
+            return ""
+    return ""
+
+
+def _looks_like_probabilities(out: torch.Tensor) -> bool:
+    """Every row non-negative and summing to 1: a softmax output, not logits."""
+    if out.ndim != 2 or out.shape[1] < 2 or not torch.isfinite(out).all():
+        return False
+    sums = out.double().sum(1)
+    return bool((out >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-4))
+
+
 class TorchTarget:
     """Wrap a ``torch.nn.Module`` classifier as a white-box :class:`~invguard.targets.Target`.
 
-    ``output`` says whether the module returns logits (default) or probabilities. The module is put
-    in eval mode; its parameters are not modified. ``class_gradient`` gives the gradient of the
+    ``output`` says what the module returns: ``"logits"`` (default), ``"probabilities"`` (it ends in
+    softmax) or ``"log_probabilities"`` (it ends in log-softmax); confidences and gradients are
+    computed from log-probabilities in every case. A warning is logged when a "logits" model's
+    rows are non-negative and sum to 1. One probe forward pass at construction checks
+    ``input_shape`` and ``num_classes`` (:class:`ShapeMismatchError`, an
+    :class:`~invguard.errors.InvalidParameterError`). The module is put in eval mode; its
+    parameters are not modified. ``class_gradient`` gives the gradient of the
     chosen per-class quantity with respect to the input, for a whole batch in one backward pass.
     """
 
@@ -52,12 +92,12 @@ class TorchTarget:
         *,
         input_shape: tuple[int, ...],
         num_classes: int | None = None,
-        output: Literal["logits", "probabilities"] = "logits",
+        output: OutputKind = "logits",
         device: str | torch.device = "cpu",
         batch_size: int = 256,
         query_budget: int | None = None,
     ) -> None:
-        check_choice("output", output, ("logits", "probabilities"))
+        check_choice("output", output, OUTPUT_KINDS)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self._model = model.eval()
         self._output = output
@@ -66,25 +106,41 @@ class TorchTarget:
         self._counter = QueryCounter(query_budget)
         first = next(iter(self._model.parameters()), None)
         self.dtype = first.dtype if first is not None else torch.float32
-        try:
-            with torch.no_grad():
-                probe = self._model(
-                    torch.zeros((1, *self._input_shape), device=self.device, dtype=self.dtype)
-                )
-        except RuntimeError as exc:
-            raise TargetError(
-                f"the model does not accept inputs of shape {self._input_shape}: {_one_line(exc)}"
-            ) from exc
+        probe = self._probe()
         if probe.ndim != 2:
             raise TargetError(
                 f"the model must return (n, classes) scores, got shape {tuple(probe.shape)}"
             )
         inferred = int(probe.shape[1])
         if num_classes is not None and num_classes != inferred:
-            raise TargetError(
-                f"the model returns {inferred} class scores, but num_classes={num_classes}"
+            raise ShapeMismatchError(
+                f"the model returns {inferred} class scores, but num_classes={num_classes} "
+                f"(expected {num_classes} classes, given a model with {inferred})"
             )
         self._num_classes = inferred
+        if output == "logits" and _looks_like_probabilities(probe):
+            logger.warning(
+                "the model's outputs are non-negative and each row sums to 1: it seems to end in "
+                "softmax; pass output='probabilities' so that confidences and gradients are right"
+            )
+
+    def _probe(self) -> torch.Tensor:
+        """Two forward passes' worth of output (a grey and a mid-grey image), shape-checked."""
+        x = torch.stack(
+            [
+                torch.zeros(self._input_shape, dtype=self.dtype),
+                torch.full(self._input_shape, 0.5, dtype=self.dtype),
+            ]
+        ).to(self.device)
+        try:
+            with torch.no_grad():
+                out: torch.Tensor = self._model(x)
+        except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as exc:
+            raise ShapeMismatchError(
+                f"the model does not accept inputs of shape {self._input_shape}"
+                f"{_expected_input(self._model, self._input_shape)}: {_one_line(exc)}"
+            ) from exc
+        return out
 
     @property
     def model(self) -> nn.Module:
@@ -106,7 +162,13 @@ class TorchTarget:
     def counter(self) -> QueryCounter:
         return self._counter
 
+    @property
+    def output_kind(self) -> str:
+        """What the module returns: ``logits``, ``probabilities`` or ``log_probabilities``."""
+        return self._output
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, or log-probabilities (equivalent under softmax) for probability models."""
         out: torch.Tensor = self._model(x)
         if self._output == "probabilities":
             out = torch.log(out.clamp_min(1e-30))
