@@ -10,13 +10,21 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from invguard import __version__
 from invguard.errors import InvGuardError
 from invguard.targets.base import Capability
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from invguard.attacks.base import AttackResult
+    from invguard.data.base import ImageDataset
+    from invguard.models.cache import ModelCache
+    from invguard.targets.base import Target
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +130,59 @@ def job_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _judge_into(
+    outcome: JobOutcome,
+    result: AttackResult,
+    dataset: ImageDataset,
+    target: Target,
+    cache: ModelCache,
+    auxiliary: NDArray[np.float32] | None,
+) -> None:
+    """Metrics, every judge and the verdict of one attack result, written into ``outcome``."""
+    from invguard.judges import judge_run, reference_panel
+    from invguard.metrics import evaluate_inversion
+    from invguard.models import train_target
+    from invguard.targets import TorchTarget
+
+    panel, evaluator, _ = reference_panel(dataset, cache=cache, public=auxiliary)
+    metrics = evaluate_inversion(result, evaluator, dataset)
+    surrogate = None
+    if Capability.GRADIENTS not in target.capabilities:
+        ref = train_target(dataset, "mlp", cache=cache)
+        surrogate = TorchTarget(ref.model, input_shape=dataset.image_shape)
+    judgement = judge_run(
+        panel,
+        dataset,
+        result.reconstructions,
+        result.classes,
+        target,
+        surrogate=surrogate,
+        public=auxiliary,
+    )
+    names = dataset.class_names
+    per_class = metrics.per_class()
+    for row, extra in zip(per_class, judgement.per_class(), strict=True):
+        row["name"] = names[row["class"]]
+        row["eval_predicted_name"] = names[row["eval_predicted"]]
+        row.update(extra)
+    outcome.status = "ok"
+    j = judgement.summary()
+    outcome.metrics = {
+        **metrics.summary(),
+        "verdict_top1": j["verdict_top1"],
+        "verdict_top5": j["verdict_top5"],
+        "judgement": j,
+    }
+    outcome.per_class = per_class
+
+
 def run_job(spec: JobSpec) -> JobOutcome:
     """Run one job; never raises for a job-level problem (the outcome says ``failed`` and why)."""
     from invguard.assess.config import SystemConfig
     from invguard.assess.registry import build_attack
     from invguard.assess.systems import build_prior, build_target, load_auxiliary, load_data
     from invguard.attacks import InversionRequest
-    from invguard.judges import judge_run, reference_panel
-    from invguard.metrics import evaluate_inversion
-    from invguard.models import ModelCache, train_target
-    from invguard.targets import TorchTarget
+    from invguard.models import ModelCache
 
     started = time.perf_counter()
     outcome = JobOutcome(
@@ -177,36 +228,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
             prior=prior,
         )
         result = attack.run(built.target, request, rng=spec.seed)
-        panel, evaluator, _ = reference_panel(dataset, cache=cache, public=auxiliary)
-        metrics = evaluate_inversion(result, evaluator, dataset)
-        surrogate = None
-        if Capability.GRADIENTS not in built.target.capabilities:
-            ref = train_target(dataset, "mlp", cache=cache)
-            surrogate = TorchTarget(ref.model, input_shape=dataset.image_shape)
-        judgement = judge_run(
-            panel,
-            dataset,
-            result.reconstructions,
-            result.classes,
-            built.target,
-            surrogate=surrogate,
-            public=auxiliary,
-        )
-        names = dataset.class_names
-        per_class = metrics.per_class()
-        for row, extra in zip(per_class, judgement.per_class(), strict=True):
-            row["name"] = names[row["class"]]
-            row["eval_predicted_name"] = names[row["eval_predicted"]]
-            row.update(extra)
-        outcome.status = "ok"
-        j = judgement.summary()
-        outcome.metrics = {
-            **metrics.summary(),
-            "verdict_top1": j["verdict_top1"],
-            "verdict_top5": j["verdict_top5"],
-            "judgement": j,
-        }
-        outcome.per_class = per_class
+        _judge_into(outcome, result, dataset, built.target, cache, auxiliary)
         outcome.attack_summary = result.summary()
         if prior is not None:
             outcome.attack_summary["prior_seconds"] = round(prior_seconds, 3)
