@@ -25,7 +25,10 @@ import numpy as np
 from invguard import __version__
 from invguard.defenses.training import (
     TRAINING_DEFENSES,
+    Architecture,
     TrainingDefense,
+    UserArchitecture,
+    arch_name,
     load_att_faces_public,
 )
 from invguard.defenses.wrappers import OUTPUT_DEFENSES, Compose, OutputDefense
@@ -279,14 +282,44 @@ def evaluation_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def target_arch(system: SystemConfig) -> str | None:
-    """The reference architecture a training-time defence retrains (None if not a PyTorch model)."""
+def target_arch(system: SystemConfig, resolve: Any = None) -> Architecture | None:
+    """The architecture a training-time defence retrains: a reference one, the user's factory
+    (imported from the config's folder, as when the model is loaded), or None (not a PyTorch model
+    with an architecture: a torch.export program, ONNX, scikit-learn, a remote API)."""
+    from pathlib import Path
+
     from invguard.assess.config import PytorchTarget
 
     t = system.target
-    if isinstance(t, PytorchTarget):
-        return t.reference.arch if t.reference is not None else t.arch
+    if not isinstance(t, PytorchTarget):
+        return None
+    if t.reference is not None:
+        return t.reference.arch
+    if t.factory is not None:
+        folder = resolve(Path(".")) if resolve is not None else None
+        return UserArchitecture(t.factory, dict(t.kwargs), None if folder is None else str(folder))
+    return t.arch
+
+
+def no_retraining_reason(system: SystemConfig) -> str | None:
+    """Why training-time defences are skipped for this system (None: they are not skipped)."""
+    from invguard.assess.config import PytorchTarget
+
+    t = system.target
+    if isinstance(t, PytorchTarget) and t.program is not None:
+        return (
+            "a torch.export program carries no architecture to retrain; give the weights as "
+            "'model' with the 'factory' that builds your model to measure training-time defences"
+        )
     return None
+
+
+def _arch_key(system: SystemConfig, resolve: Any) -> str | None:
+    """The architecture for the evaluation's content address (a factory's with its source)."""
+    arch = target_arch(system, resolve)
+    if isinstance(arch, UserArchitecture):
+        return f"{arch_name(arch)}:{arch.source_fingerprint()}"
+    return None if arch is None else arch_name(arch)
 
 
 def check_defenses(system: SystemConfig, dataset: ImageDataset, where: str) -> None:
@@ -296,10 +329,10 @@ def check_defenses(system: SystemConfig, dataset: ImageDataset, where: str) -> N
     d = system.defenses
     if d is None:
         return
-    if d.training and target_arch(system) is None:
+    if d.training and target_arch(system) is None and no_retraining_reason(system) is None:
         raise ConfigError(
             f"{where}.defenses.training: training-time defences retrain the model, which needs a "
-            "'pytorch' target with 'arch' (or 'reference'); list output defences only"
+            "'pytorch' target with 'factory' or 'arch' (or 'reference'); list output defences only"
         )
     for i, o in enumerate(d.output):
         try:
@@ -339,7 +372,8 @@ def run_system_defenses(
         built.target,
         evaluator=evaluator,
         panel=panel,
-        arch=target_arch(system),
+        arch=target_arch(system, resolve),
+        no_retraining=no_retraining_reason(system),
         training=training,
         output=output,
         white_box=white,
@@ -385,7 +419,7 @@ def evaluate_system_defenses(
         data_fingerprint=dataset.fingerprint(),
         defenses=system.defenses,
         attacks={**white, **black},
-        arch=target_arch(system),
+        arch=_arch_key(system, loaded.resolve),
         auxiliary=aux_sha,
         priors=prior_fingerprints(system, white, loaded.resolve, aux_sha),
     )
@@ -418,6 +452,7 @@ __all__ = [
     "check_defenses",
     "evaluate_system_defenses",
     "evaluation_key",
+    "no_retraining_reason",
     "prior_fingerprints",
     "prior_provider",
     "public_data_for",

@@ -3,7 +3,9 @@
 Output defences (``Defense.wrap(target) -> Target``): :class:`RoundScores`, :class:`TopK`,
 :class:`LabelOnly`, :class:`GaussianNoise`, :class:`ReverseSigmoid`, and :class:`Compose`.
 Training-time defences (``defense.train(dataset, arch, seed=...) -> DefendedModel``): :class:`DPSGD`,
-:class:`LabelSmoothing`, :class:`MID`, :class:`BiDO`, :class:`TransferLearning`.
+:class:`LabelSmoothing`, :class:`MID`, :class:`BiDO`, :class:`TransferLearning`. ``arch`` is a
+reference architecture's name or a :class:`UserArchitecture` (the user's factory), which DP-SGD and
+label smoothing retrain.
 :func:`evaluate_defenses` measures them all as leakage against accuracy.
 """
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
         LabelSmoothing,
         TrainingDefense,
         TransferLearning,
+        UserArchitecture,
     )
 
 # Training defences and the evaluation load on first use: the output wrappers are imported by the
@@ -53,6 +56,7 @@ _LAZY = {
             "LabelSmoothing",
             "TrainingDefense",
             "TransferLearning",
+            "UserArchitecture",
         ),
         "invguard.defenses.training",
     ),
@@ -86,6 +90,7 @@ __all__ = [
     "TradeOff",
     "TrainingDefense",
     "TransferLearning",
+    "UserArchitecture",
     "evaluate_defenses",
     "pareto_front",
     "recommend",

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from invguard.attacks.base import Attack, AttackResult, InversionRequest
 from invguard.data.base import ImageDataset
 from invguard.defenses.selection import TradeOff, pareto_front, recommend
-from invguard.defenses.training import TrainingDefense
+from invguard.defenses.training import Architecture, TrainingDefense, arch_name
 from invguard.defenses.wrappers import OutputDefense
 from invguard.errors import InvalidParameterError, InvGuardError, check_float
 from invguard.judges import Calibration, JudgePanel, calibrate, judge_images, run_calibration
@@ -413,7 +413,7 @@ def evaluate_defenses(
     *,
     evaluator: Evaluator,
     panel: JudgePanel | None = None,
-    arch: str | None = None,
+    arch: Architecture | None = None,
     training: Sequence[TrainingDefense] = (),
     output: Sequence[OutputDefense] = (),
     white_box: Mapping[str, Attack],
@@ -427,12 +427,15 @@ def evaluate_defenses(
     query_budget: int | None = None,
     step: StepFn | None = None,
     priors: PriorFn | None = None,
+    no_retraining: str | None = None,
 ) -> DefenseEvaluation:
     """Measure ``baseline`` and every defence of ``training`` and ``output`` on ``dataset``.
 
-    ``arch`` is the reference architecture that training-time defences retrain (required when
-    ``training`` is not empty). ``white_box`` attacks run against the undefended model and the
-    training-defended models; ``black_box`` attacks run against the undefended model and each output
+    ``arch`` is the architecture that training-time defences retrain: a reference architecture's
+    name or the user's :class:`~invguard.defenses.training.UserArchitecture` (required when
+    ``training`` is not empty, unless ``no_retraining`` says why the model cannot be retrained:
+    then each training-time defence is reported as skipped with that reason). ``white_box``
+    attacks run against the undefended model and the training-defended models; ``black_box`` attacks run against the undefended model and each output
     defence's wrapper whose output they fit. ``auxiliary_images`` (public, unlabelled) feed the
     attacks that use them; ``public_data`` (labelled) feeds transfer learning. A defence that cannot
     be trained on this data is reported with its error, not raised. ``query_budget`` caps every
@@ -441,7 +444,7 @@ def evaluate_defenses(
     that cannot be prepared is reported on the row, like an attack that cannot run.
     """
     check_float("max_accuracy_drop", max_accuracy_drop, minimum=0.0, maximum=1.0)
-    if training and arch is None:
+    if training and arch is None and no_retraining is None:
         raise InvalidParameterError(
             "The 'arch' parameter is required for training-time defences (the architecture to "
             "retrain), got None"
@@ -488,9 +491,11 @@ def evaluate_defenses(
             description=(d.__doc__ or "").strip().splitlines()[0],
         )
         rows.append(row)
+        if arch is None:
+            row.error = f"skipped: {no_retraining}"
+            continue
         say(f"training {row.name}")
         try:
-            assert arch is not None
             defended = d.train(dataset, arch, seed=seed, cache=cache, auxiliary=public_data)
         except InvGuardError as exc:
             row.error = str(exc).splitlines()[0]
@@ -532,7 +537,7 @@ def evaluate_defenses(
             threats[threat] = result
     return DefenseEvaluation(
         dataset=dataset.name,
-        arch=arch,
+        arch=None if arch is None else arch_name(arch),
         num_classes=dataset.num_classes,
         max_accuracy_drop=max_accuracy_drop,
         rows=rows,

@@ -31,10 +31,13 @@ Measured against MI-FACE on the AT&T faces: ``benchmarks/eval_training_defenses.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,7 +56,6 @@ from invguard.errors import (
 )
 from invguard.models.architectures import (
     ARCHITECTURES,
-    FeatureClassifier,
     ImageShape,
     build_model,
     init_parameters,
@@ -66,6 +68,98 @@ log = logging.getLogger(__name__)
 
 DEFENSE_FORMAT = 1  # bump when a defence's training changes, so cached models are not reused
 DEFAULT_RECIPE = TrainConfig()
+# the defences that retrain any architecture; the others need a reference one (features + head)
+ANY_ARCHITECTURE = ("dp-sgd", "label-smoothing")
+
+
+@dataclass(frozen=True)
+class UserArchitecture:
+    """The user's own architecture, built by a factory (``pkg.module:function`` called with
+    ``kwargs``): what the training-time defences that take any architecture retrain.
+
+    Importing the factory's module runs the user's own code, as when their model is loaded.
+    ``search_path`` is put on ``sys.path`` while it is imported.
+    """
+
+    factory: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    search_path: str | None = None
+
+    @property
+    def name(self) -> str:
+        kw = json.dumps(self.kwargs, sort_keys=True, default=str)
+        return f"{self.factory}({kw})" if self.kwargs else self.factory
+
+    def source_fingerprint(self) -> str:
+        """SHA-256 of the factory module's source file (so edited code is not served a cached
+        model), or of the factory's name when the source cannot be read."""
+        import inspect
+
+        fn = self._factory()
+        try:
+            source = inspect.getsourcefile(fn)
+            blob = Path(source).read_bytes() if source else self.factory.encode()
+        except (OSError, TypeError):
+            blob = self.factory.encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def _factory(self) -> Any:
+        from invguard.models.loading import import_factory
+
+        return import_factory(self.factory, Path(self.search_path) if self.search_path else None)
+
+    def build(
+        self, shape: ImageShape, num_classes: int, *, generator: torch.Generator | None = None
+    ) -> nn.Module:
+        """A fresh model; with ``generator`` torch's default initialisation is seeded from it."""
+        from invguard.errors import ModelError
+
+        fn = self._factory()
+        seed = 0 if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            try:
+                model = fn(**self.kwargs)
+            except TypeError as exc:
+                raise ModelError(
+                    f"factory {self.factory!r} cannot be called with kwargs {self.kwargs}: {exc}"
+                ) from exc
+        if not isinstance(model, nn.Module):
+            raise ModelError(
+                f"factory {self.factory!r} returned {type(model).__name__}, not a torch.nn.Module"
+            )
+        return model
+
+
+Architecture = str | UserArchitecture
+
+
+def arch_name(arch: Architecture) -> str:
+    """A reference architecture's name, or ``factory:pkg.mod:fn(kwargs)`` for a user's one."""
+    return arch if isinstance(arch, str) else f"factory:{arch.name}"
+
+
+def _build(
+    arch: Architecture,
+    shape: ImageShape,
+    num_classes: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    if isinstance(arch, UserArchitecture):
+        return arch.build(shape, num_classes, generator=generator)
+    return build_model(arch, shape, num_classes, generator=generator)
+
+
+def _reference(arch: Architecture, defense: str) -> str:
+    """``arch`` when it is a reference architecture; a one-line refusal for a user's own."""
+    if isinstance(arch, str):
+        return arch
+    raise InvalidParameterError(
+        f"{defense} changes the layers of an InvGuard reference architecture (its features and "
+        f"head) and cannot retrain your factory's model {arch.factory!r}; the defences that "
+        f"retrain any architecture are {', '.join(ANY_ARCHITECTURE)}"
+    )
 
 
 @dataclass
@@ -78,7 +172,7 @@ class DefendedModel:
 
     defense: str
     params: dict[str, Any]
-    model: FeatureClassifier
+    model: nn.Module
     arch: str
     input_shape: ImageShape
     num_classes: int
@@ -105,7 +199,7 @@ class DefendedModel:
 
 @dataclass
 class _Fitted:
-    model: FeatureClassifier
+    model: nn.Module
     seconds: float
     facts: dict[str, Any]
 
@@ -140,13 +234,16 @@ class TrainingDefense(ABC):
     def train(
         self,
         dataset: ImageDataset,
-        arch: str,
+        arch: Architecture,
         *,
         seed: int = 0,
         cache: ModelCache | None = None,
         auxiliary: ImageDataset | None = None,
     ) -> DefendedModel:
         """Train (or load from ``cache``) a defended ``arch`` on ``dataset``'s training split.
+
+        ``arch`` is a reference architecture's name or a :class:`UserArchitecture` (the user's
+        factory; only the defences in ``ANY_ARCHITECTURE`` retrain it).
 
         ``auxiliary`` is labelled public data, used only by defences that need it
         (:class:`TransferLearning`); the others ignore it.
@@ -155,11 +252,17 @@ class TrainingDefense(ABC):
             raise InvalidParameterError(
                 f"The 'dataset' parameter must be an ImageDataset, got {type(dataset).__name__}"
             )
-        if arch not in ARCHITECTURES:
+        if isinstance(arch, UserArchitecture):
+            if self.name not in ANY_ARCHITECTURE:
+                _reference(arch, self.name)
+            version: int | str = arch.source_fingerprint()
+        elif arch not in ARCHITECTURES:
             raise InvalidParameterError(
                 f"The 'arch' parameter must be one of {', '.join(sorted(ARCHITECTURES))}, "
                 f"got {arch!r}"
             )
+        else:
+            version = ARCHITECTURES[arch].version
         check_int("seed", seed, minimum=0)
         if cache is not None and not isinstance(cache, ModelCache):
             raise InvalidParameterError(
@@ -174,8 +277,8 @@ class TrainingDefense(ABC):
             recipe=self._recipe(arch),
             dataset=dataset.fingerprint(),
             auxiliary=aux.fingerprint() if aux is not None else None,
-            arch=arch,
-            arch_version=ARCHITECTURES[arch].version,
+            arch=arch_name(arch),
+            arch_version=version,
             seed=seed,
             defense_format=DEFENSE_FORMAT,
         )
@@ -196,7 +299,7 @@ class TrainingDefense(ABC):
                     defense=self.name,
                     params=params,
                     model=model,
-                    arch=arch,
+                    arch=arch_name(arch),
                     input_shape=dataset.image_shape,
                     num_classes=dataset.num_classes,
                     seed=seed,
@@ -207,8 +310,19 @@ class TrainingDefense(ABC):
                     cache_key=key,
                     from_cache=True,
                 )
-        log.info("training %s-defended '%s' on %s (seed %d)", self.name, arch, dataset.name, seed)
-        fitted = self._fit(dataset, arch, seed, aux)
+        log.info(
+            "training %s-defended '%s' on %s (seed %d)",
+            self.name,
+            arch_name(arch),
+            dataset.name,
+            seed,
+        )
+        if isinstance(arch, UserArchitecture):  # its dropout or noise draw from torch's global RNG
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                fitted = self._fit(dataset, arch, seed, aux)
+        else:
+            fitted = self._fit(dataset, arch, seed, aux)
         model = fitted.model.eval()
         train_acc = accuracy(model, dataset.x_train, dataset.y_train)
         test_acc = accuracy(model, dataset.x_test, dataset.y_test) if len(dataset.y_test) else None
@@ -216,7 +330,7 @@ class TrainingDefense(ABC):
             defense=self.name,
             params=params,
             model=model,
-            arch=arch,
+            arch=arch_name(arch),
             input_shape=dataset.image_shape,
             num_classes=dataset.num_classes,
             seed=seed,
@@ -231,7 +345,7 @@ class TrainingDefense(ABC):
                 "role": "defended-target",
                 "defense": self.name,
                 "params": params,
-                "arch": arch,
+                "arch": arch_name(arch),
                 "dataset": dataset.name,
                 "dataset_fingerprint": dataset.fingerprint(),
                 "auxiliary": aux.name if aux is not None else None,
@@ -246,22 +360,24 @@ class TrainingDefense(ABC):
             cache.save(key, model.state_dict(), record)
         return out
 
-    def _recipe(self, arch: str) -> TrainConfig:
+    def _recipe(self, arch: Architecture) -> TrainConfig:
         own = getattr(self, "recipe", None)
-        return own if isinstance(own, TrainConfig) else TARGET_RECIPES.get(arch, DEFAULT_RECIPE)
+        if isinstance(own, TrainConfig):
+            return own
+        return TARGET_RECIPES.get(arch, DEFAULT_RECIPE) if isinstance(arch, str) else DEFAULT_RECIPE
 
     def _check(  # noqa: B027 - an optional hook: most defences accept every architecture
-        self, dataset: ImageDataset, arch: str, auxiliary: ImageDataset | None
+        self, dataset: ImageDataset, arch: Architecture, auxiliary: ImageDataset | None
     ) -> None:
         """Raise for an architecture or data the defence cannot work with (before training)."""
 
-    def _skeleton(self, arch: str, shape: ImageShape, num_classes: int) -> FeatureClassifier:
+    def _skeleton(self, arch: Architecture, shape: ImageShape, num_classes: int) -> nn.Module:
         """An untrained model of the deployed structure (to load cached weights into)."""
-        return build_model(arch, shape, num_classes)
+        return _build(arch, shape, num_classes)
 
     @abstractmethod
     def _fit(
-        self, dataset: ImageDataset, arch: str, seed: int, auxiliary: ImageDataset | None
+        self, dataset: ImageDataset, arch: Architecture, seed: int, auxiliary: ImageDataset | None
     ) -> _Fitted: ...
 
 
@@ -312,12 +428,14 @@ class DPSGD(TrainingDefense):
         check_float("lr", self.lr, minimum=0.0, min_inclusive=False)
         check_choice("optimizer", self.optimizer, ("adam", "sgd"))
 
-    def _recipe(self, arch: str) -> TrainConfig:
+    def _recipe(self, arch: Architecture) -> TrainConfig:
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer
         )
 
-    def _check(self, dataset: ImageDataset, arch: str, auxiliary: ImageDataset | None) -> None:
+    def _check(
+        self, dataset: ImageDataset, arch: Architecture, auxiliary: ImageDataset | None
+    ) -> None:
         n = len(dataset.y_train)
         if self.delta >= 1.0 / n:
             raise InvalidParameterError(
@@ -330,15 +448,15 @@ class DPSGD(TrainingDefense):
                 f"got {self.batch_size}"
             )
         _dp.check_opacus_compatible(
-            build_model(arch, dataset.image_shape, dataset.num_classes),
-            f"architecture '{arch}'",
+            _build(arch, dataset.image_shape, dataset.num_classes),
+            f"architecture '{arch_name(arch)}'",
         )
 
     def _fit(
-        self, dataset: ImageDataset, arch: str, seed: int, auxiliary: ImageDataset | None
+        self, dataset: ImageDataset, arch: Architecture, seed: int, auxiliary: ImageDataset | None
     ) -> _Fitted:
         init, sampler, noise = _generators(seed, 3)
-        model = build_model(arch, dataset.image_shape, dataset.num_classes, generator=init)
+        model = _build(arch, dataset.image_shape, dataset.num_classes, generator=init)
         facts = _dp.train_dp(
             model,
             dataset.x_train,
@@ -353,7 +471,7 @@ class DPSGD(TrainingDefense):
             sampler_generator=sampler,
             noise_generator=noise,
         )
-        clean = build_model(arch, dataset.image_shape, dataset.num_classes)
+        clean = _build(arch, dataset.image_shape, dataset.num_classes)
         clean.load_state_dict(model.state_dict())  # a plain module, free of Opacus' hooks
         return _Fitted(clean.eval(), float(facts.pop("seconds_training")), facts)
 
@@ -405,11 +523,11 @@ class LabelSmoothing(TrainingDefense):
         return self.alpha
 
     def _fit(
-        self, dataset: ImageDataset, arch: str, seed: int, auxiliary: ImageDataset | None
+        self, dataset: ImageDataset, arch: Architecture, seed: int, auxiliary: ImageDataset | None
     ) -> _Fitted:
         recipe = self._recipe(arch)
         gen = torch.Generator().manual_seed(seed)
-        model = build_model(arch, dataset.image_shape, dataset.num_classes, generator=gen)
+        model = _build(arch, dataset.image_shape, dataset.num_classes, generator=gen)
 
         def loss(xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> torch.Tensor:
             return smoothed_cross_entropy(model(xb), yb, self.factor(epoch, recipe.epochs))
@@ -461,22 +579,22 @@ class MID(TrainingDefense):
             check_int("bottleneck", self.bottleneck, minimum=1)
         _check_recipe(self.recipe)
 
-    def _width(self, arch: str, shape: ImageShape, num_classes: int) -> tuple[int, int]:
-        d = build_model(arch, shape, num_classes).head.in_features
+    def _width(self, arch: Architecture, shape: ImageShape, num_classes: int) -> tuple[int, int]:
+        d = build_model(_reference(arch, self.name), shape, num_classes).head.in_features
         return d, self.bottleneck if self.bottleneck is not None else max(1, d // 2)
 
-    def _skeleton(self, arch: str, shape: ImageShape, num_classes: int) -> FeatureClassifier:
-        base = build_model(arch, shape, num_classes)
+    def _skeleton(self, arch: Architecture, shape: ImageShape, num_classes: int) -> nn.Module:
+        base = build_model(_reference(arch, self.name), shape, num_classes)
         d, k = self._width(arch, shape, num_classes)
         return _vib.inference_model(base.features, nn.Linear(d, k), nn.Linear(k, num_classes))
 
     def _fit(
-        self, dataset: ImageDataset, arch: str, seed: int, auxiliary: ImageDataset | None
+        self, dataset: ImageDataset, arch: Architecture, seed: int, auxiliary: ImageDataset | None
     ) -> _Fitted:
         recipe = self._recipe(arch)
         shape, c = dataset.image_shape, dataset.num_classes
         gen = torch.Generator().manual_seed(seed)
-        base = build_model(arch, shape, c, generator=gen)
+        base = build_model(_reference(arch, self.name), shape, c, generator=gen)
         d = base.head.in_features
         k = self.bottleneck if self.bottleneck is not None else max(1, d // 2)
         vib = _vib.VIBClassifier(base.features, d, k, c)
@@ -536,20 +654,26 @@ class BiDO(TrainingDefense):
         check_float("sigma", self.sigma, minimum=0.0, min_inclusive=False)
         _check_recipe(self.recipe)
 
-    def _check(self, dataset: ImageDataset, arch: str, auxiliary: ImageDataset | None) -> None:
-        if not _param_names(build_model(arch, dataset.image_shape, dataset.num_classes).features):
+    def _check(
+        self, dataset: ImageDataset, arch: Architecture, auxiliary: ImageDataset | None
+    ) -> None:
+        if not _param_names(
+            build_model(
+                _reference(arch, self.name), dataset.image_shape, dataset.num_classes
+            ).features
+        ):
             raise InvalidParameterError(
                 f"BiDO constrains hidden layers and architecture '{arch}' has none (its features "
                 "are the input pixels): use an architecture with a hidden layer, e.g. 'mlp'"
             )
 
     def _fit(
-        self, dataset: ImageDataset, arch: str, seed: int, auxiliary: ImageDataset | None
+        self, dataset: ImageDataset, arch: Architecture, seed: int, auxiliary: ImageDataset | None
     ) -> _Fitted:
         recipe = self._recipe(arch)
         c = dataset.num_classes
         gen = torch.Generator().manual_seed(seed)
-        model = build_model(arch, dataset.image_shape, c, generator=gen)
+        model = build_model(_reference(arch, self.name), dataset.image_shape, c, generator=gen)
         layers = _hsic.hidden_layers(model)
         recorder = _hsic.HiddenRecorder(layers)
         last: list[tuple[float, float]] = []
@@ -628,7 +752,9 @@ class TransferLearning(TrainingDefense):
             )
         _check_recipe(self.recipe)
 
-    def _check(self, dataset: ImageDataset, arch: str, auxiliary: ImageDataset | None) -> None:
+    def _check(
+        self, dataset: ImageDataset, arch: Architecture, auxiliary: ImageDataset | None
+    ) -> None:
         if auxiliary is None:
             raise InvalidParameterError(
                 "transfer learning needs labelled public data: pass auxiliary=<ImageDataset> "
@@ -648,7 +774,9 @@ class TransferLearning(TrainingDefense):
             raise InvalidParameterError(
                 "The 'auxiliary' parameter must be public data, not the private data set itself"
             )
-        layers = _param_names(build_model(arch, dataset.image_shape, dataset.num_classes))
+        layers = _param_names(
+            build_model(_reference(arch, self.name), dataset.image_shape, dataset.num_classes)
+        )
         if self.freeze > len(layers) - 1:
             raise InvalidParameterError(
                 f"The 'freeze' parameter must be an int in [0, {len(layers) - 1}] for architecture "
@@ -657,14 +785,16 @@ class TransferLearning(TrainingDefense):
             )
 
     def _fit(
-        self, dataset: ImageDataset, arch: str, seed: int, auxiliary: ImageDataset | None
+        self, dataset: ImageDataset, arch: Architecture, seed: int, auxiliary: ImageDataset | None
     ) -> _Fitted:
         assert auxiliary is not None
         recipe = self._recipe(arch)
         pre_recipe = self.pretrain or recipe
         shape = dataset.image_shape
         gen = torch.Generator().manual_seed(seed)
-        public = build_model(arch, shape, auxiliary.num_classes, generator=gen)
+        public = build_model(
+            _reference(arch, self.name), shape, auxiliary.num_classes, generator=gen
+        )
         pre_seconds = _loop.fit(
             public,
             list(public.parameters()),
@@ -677,7 +807,9 @@ class TransferLearning(TrainingDefense):
             ),
         )
         public_acc = accuracy(public, auxiliary.x_train, auxiliary.y_train)
-        model = build_model(arch, shape, dataset.num_classes, generator=gen)  # new head
+        model = build_model(
+            _reference(arch, self.name), shape, dataset.num_classes, generator=gen
+        )  # new head
         own = {k: v for k, v in public.state_dict().items() if not k.startswith("head.")}
         model.load_state_dict({**model.state_dict(), **own})
         names = _param_names(model)
@@ -752,6 +884,7 @@ def load_att_faces_public(
 
 
 __all__ = [
+    "ANY_ARCHITECTURE",
     "DPSGD",
     "MID",
     "TRAINING_DEFENSES",
@@ -760,5 +893,7 @@ __all__ = [
     "LabelSmoothing",
     "TrainingDefense",
     "TransferLearning",
+    "UserArchitecture",
+    "arch_name",
     "load_att_faces_public",
 ]
