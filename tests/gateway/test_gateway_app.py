@@ -574,7 +574,8 @@ def test_local_model_files(tmp_path: Path, digits_mlp: TrainedModel, digits: Ima
     assert got.shape == (4, 10)
     assert np.allclose(got.sum(1), 1.0, atol=1e-5)
     with pytest.raises(
-        GatewayConfigError, match=r"gateway.yaml: model.model: .* does not fit arch 'mlp'"
+        GatewayConfigError,
+        match=r"gateway.yaml: model.model: .* does not fit architecture 'mlp'",
     ):
         load_backend(load(tmp_path, model={**model, "num_classes": 12}))
     with pytest.raises(GatewayConfigError, match=r"model.model: model file not found"):
@@ -593,6 +594,42 @@ def test_local_model_files(tmp_path: Path, digits_mlp: TrainedModel, digits: Ima
     )
     assert sk.num_classes == 10
     assert sk.predict(digits.x_test[:3]).shape == (3, 10)
+
+
+def test_your_own_model_behind_the_gateway(tmp_path: Path, digits: ImageDataset) -> None:
+    """A CNN of the user's own design, as a torch.export program and as factory plus weights
+    (ending in softmax: model_output probabilities), served with the same probabilities."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tests.models.user_cnn import SoftmaxEnded, train_user_cnn
+
+    net = train_user_cnn(digits.x_train[:300], digits.y_train[:300], epochs=2)
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(net, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(tmp_path / "mine.pt2"))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    shape = {"input_shape": [1, 8, 8], "num_classes": 10}
+    expected = torch.softmax(net(torch.from_numpy(digits.x_test[:5])), 1).detach().numpy()
+    served = load_backend(
+        load(tmp_path, model={"type": "pytorch", "model": "mine.pt2", **shape})
+    ).predict(digits.x_test[:5])
+    assert np.allclose(served, expected, atol=1e-5)
+    (tmp_path / "soft_cnn.py").write_text(
+        "from tests.models.user_cnn import SoftmaxEnded, build_user_cnn\n"
+        "def build():\n    return SoftmaxEnded(build_user_cnn())\n"
+    )
+    save_file(
+        {k: v.contiguous() for k, v in SoftmaxEnded(net).state_dict().items()},
+        str(tmp_path / "soft.safetensors"),
+    )
+    soft = {"type": "pytorch", "model": "soft.safetensors", "factory": "soft_cnn:build", **shape}
+    got = load_backend(load(tmp_path, model={**soft, "model_output": "probabilities"})).predict(
+        digits.x_test[:5]
+    )
+    assert np.allclose(got, expected, atol=1e-5)
+    with pytest.raises(GatewayConfigError, match=r"model.model: .*holds weights only"):
+        load_backend(load(tmp_path, model={"type": "pytorch", "model": "w.safetensors", **shape}))
 
 
 def test_gateway_parts_close_cleanly(tmp_path: Path, digits_backend: Backend) -> None:

@@ -87,7 +87,15 @@ def test_a_valid_config_and_its_defaults(tmp_path: Path) -> None:
         ({"model": {"type": "tensorflow"}}, "model.type: unknown type 'tensorflow'"),
         (
             {"model": {"type": "pytorch", "model": "m.pt"}},
-            "model: 'arch' is required with 'model'",
+            "model: 'input_shape' is required with 'model'",
+        ),
+        (
+            {"model": {"type": "pytorch", "model": "m.pt", "arch": "mlp", "factory": "a.b:c"}},
+            "model: give either 'arch' or 'factory', not both",
+        ),
+        (
+            {"model": {"type": "pytorch", "model": "m.pt2", "kwargs": {"width": 2}}},
+            "model: 'kwargs' apply to a 'factory' only",
         ),
         (
             {"model": {"type": "upstream", "url": "ftp://x"}},

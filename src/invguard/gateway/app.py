@@ -35,6 +35,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -154,8 +155,7 @@ def load_backend(loaded: LoadedGatewayConfig) -> Backend:
 def _torch_backend(cfg: PytorchModel, loaded: LoadedGatewayConfig, where: str) -> Backend:
     import torch
 
-    from invguard.models import build_model, load_state_dict_file
-    from invguard.models.architectures import describe_mismatch
+    from invguard.models.loading import load_user_model
     from invguard.targets import TorchTarget
 
     if cfg.threads is not None:
@@ -178,28 +178,40 @@ def _torch_backend(cfg: PytorchModel, loaded: LoadedGatewayConfig, where: str) -
         desc = f"InvGuard reference {ref.arch} on {ref.data} (seed {ref.seed})"
     else:
         assert cfg.model is not None
-        assert cfg.arch is not None
         assert cfg.input_shape is not None
         assert cfg.num_classes is not None
         path = loaded.resolve(cfg.model)
-        state = load_state_dict_file(path)
         c, h, w = cfg.input_shape
-        model = build_model(cfg.arch, (c, h, w), cfg.num_classes)
-        problem = describe_mismatch(model, state)
-        if problem:
-            raise GatewayConfigError(
-                f"{where}.model: {path} does not fit arch '{cfg.arch}' for {c}x{h}x{w} inputs and "
-                f"{cfg.num_classes} classes: {problem}"
+        try:
+            model, info = load_user_model(
+                path,
+                arch=cfg.arch,
+                factory=cfg.factory,
+                kwargs=cfg.kwargs or None,
+                shape=(c, h, w),
+                num_classes=cfg.num_classes,
+                search_path=loaded.resolve(Path(".")),
             )
-        model.load_state_dict(state)
+        except InvGuardError as exc:
+            raise GatewayConfigError(f"{where}.model: {exc}") from exc
         shape, classes = tuple(cfg.input_shape), cfg.num_classes
-        desc = f"PyTorch {cfg.arch} from {path.name}"
-    TorchTarget(model, input_shape=shape, num_classes=classes)  # checks the model's output
+        desc = f"PyTorch {info.get('kind', cfg.arch or cfg.factory or 'model')} from {path.name}"
+    kind = cfg.model_output
+    # checks the model's output (shape, class count; a softmax under "logits" is logged)
+    TorchTarget(model, input_shape=shape, num_classes=classes, output=kind)
     model.eval()
 
     def predict(x: FloatArray) -> FloatArray:  # the serving path: no query counting, no copies
         with torch.inference_mode():
-            out: FloatArray = torch.softmax(model(torch.from_numpy(x)), dim=1).numpy()
+            raw = model(torch.from_numpy(x))
+            probs = (
+                raw
+                if kind == "probabilities"
+                else raw.exp()
+                if kind == "log_probabilities"
+                else torch.softmax(raw, dim=1)
+            )
+            out: FloatArray = probs.numpy()
         return out
 
     return Backend(predict, shape, classes, desc)

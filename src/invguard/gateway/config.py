@@ -63,31 +63,44 @@ class ReferenceSource(_Model):
 
 
 class PytorchModel(_Shape):
-    """Weights (``.safetensors`` or a state dict) of a reference architecture, or a reference
-    model. A weights file needs ``arch``, ``input_shape`` (channels, height, width) and
-    ``num_classes``; a reference model takes them from its data set."""
+    """A PyTorch model, loaded by :func:`invguard.models.load_user_model`: a ``torch.export``
+    program (``model: mine.pt2``), weights with ``factory`` (your own ``pkg.module:function``,
+    called with ``kwargs``) or with a reference ``arch``, or a reference model. A file needs
+    ``input_shape`` (channels, height, width) and ``num_classes``; a reference model takes them
+    from its data set. ``model_output`` says what the model returns (``probabilities`` when it
+    ends in softmax); the gateway always answers probabilities."""
 
     type: Literal["pytorch"]
     model: Path | None = None
     arch: Literal["softmax", "mlp", "cnn"] | None = None
+    factory: str | None = Field(None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    model_output: Literal["logits", "probabilities", "log_probabilities"] = "logits"
     reference: ReferenceSource | None = None
     threads: int | None = Field(None, ge=1, le=256)
 
     @model_validator(mode="after")
     def _one_source(self) -> PytorchModel:
         if (self.model is None) == (self.reference is None):
-            raise ValueError("set exactly one of 'model' (with 'arch') or 'reference'")
+            raise ValueError(
+                "set exactly one of 'model' (a .pt2 program, or weights with 'factory' or 'arch') "
+                "or 'reference'"
+            )
+        if self.model is None and (self.arch is not None or self.factory is not None):
+            raise ValueError("'arch' and 'factory' apply to 'model' only")
+        if self.arch is not None and self.factory is not None:
+            raise ValueError("give either 'arch' or 'factory', not both")
+        if self.kwargs and self.factory is None:
+            raise ValueError("'kwargs' apply to a 'factory' only")
         if self.model is not None:
-            missing = [
-                f for f in ("arch", "input_shape", "num_classes") if getattr(self, f) is None
-            ]
+            missing = [f for f in ("input_shape", "num_classes") if getattr(self, f) is None]
             if missing:
                 raise ValueError(f"'{missing[0]}' is required with 'model'")
             assert self.input_shape is not None
             if len(self.input_shape) != 3:
                 raise ValueError(
-                    "'input_shape' must be [channels, height, width] for a reference "
-                    f"architecture, got {list(self.input_shape)}"
+                    "'input_shape' must be [channels, height, width] for a PyTorch image model, "
+                    f"got {list(self.input_shape)}"
                 )
         return self
 
@@ -406,8 +419,11 @@ server:
   max_body_bytes: 16777216
 model:                     # one of: pytorch (file or reference), sklearn (skops), onnx, upstream
   type: pytorch
-  reference: {arch: mlp, data: att-faces}   # or: model: model.safetensors, arch: mlp,
+  reference: {arch: mlp, data: att-faces}   # or: model: mine.pt2 (a torch.export program), or
+                                            #     model: w.safetensors with factory: pkg.mod:fn
+                                            #     (kwargs: {...}) or arch: mlp; then also
                                             #     input_shape: [1, 56, 46], num_classes: 40
+                                            #     (model_output: probabilities if it ends in softmax)
 # model: {type: upstream, url: "http://10.0.0.5:9000/v1/predict",
 #         headers: {Authorization: "Bearer ${UPSTREAM_TOKEN}"}, input_shape: [1, 56, 46],
 #         num_classes: 40}
