@@ -608,7 +608,9 @@ def test_your_own_model_behind_the_gateway(tmp_path: Path, digits: ImageDataset)
     batch = torch.export.Dim("batch")
     program = torch.export.export(net, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(tmp_path / "mine.pt2"))
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "w.safetensors")
+    )
     shape = {"input_shape": [1, 8, 8], "num_classes": 10}
     expected = torch.softmax(net(torch.from_numpy(digits.x_test[:5])), 1).detach().numpy()
     served = load_backend(
