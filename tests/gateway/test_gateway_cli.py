@@ -111,7 +111,7 @@ def test_serve_check(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "gateway.yaml: model.model: " in err
-    assert "does not fit arch 'mlp'" in err
+    assert "does not fit architecture 'mlp'" in err
 
 
 def start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:

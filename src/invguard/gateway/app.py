@@ -195,7 +195,7 @@ def _torch_backend(cfg: PytorchModel, loaded: LoadedGatewayConfig, where: str) -
         except InvGuardError as exc:
             raise GatewayConfigError(f"{where}.model: {exc}") from exc
         shape, classes = tuple(cfg.input_shape), cfg.num_classes
-        desc = f"PyTorch {info.get('kind', cfg.arch or cfg.factory or 'model')} from {path.name}"
+        desc = f"PyTorch {cfg.arch or cfg.factory or info['kind']} from {path.name}"
     kind = cfg.model_output
     # checks the model's output (shape, class count; a softmax under "logits" is logged)
     TorchTarget(model, input_shape=shape, num_classes=classes, output=kind)
