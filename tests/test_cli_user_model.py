@@ -215,3 +215,73 @@ def test_attack_with_the_users_own_data_file(
     assert "VERDICT top-1" in stdout
     report = json.loads((out / "report.json").read_text())
     assert report["dataset"]["name"] == "npz:private"
+
+
+def test_attack_with_normalize_shows_the_declared_io(
+    mine: dict[str, Path],
+    model_cache: ModelCache,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    common = ["attack", "--model", str(mine["program"]), "--dataset", "digits", "--attack",
+              "miface", "--max-iterations", "5", "--classes", "0", "--cache-dir",
+              str(model_cache.root), "-q"]  # fmt: skip
+    for bad, needle in (
+        ("abc", "expected MEAN[,MEAN..]/STD[,STD..]"),
+        ("0.5/0", "every STD must be > 0"),
+        ("0.1,0.2,0.3/0.5", "'normalize' parameter's mean must have 1 value"),
+    ):
+        code, _, err = _run([*common, "--normalize", bad, "--out", str(tmp_path / "x")], capsys)
+        _one_line_error(code, err, needle)
+    out = tmp_path / "report"
+    code, _, err = _run([*common, "--normalize", "0.5/0.5", "--out", str(out)], capsys)
+    assert code == 0, err
+    target = json.loads((out / "report.json").read_text())["target"]
+    assert target["io"] == {
+        "input_shape": [1, 8, 8],
+        "value_range": [0.0, 1.0],
+        "output": "logits",
+        "num_classes": 10,
+        "normalize": {"mean": [0.5], "std": [0.5]},
+        "class_names": target["io"]["class_names"],
+    }
+    assert len(target["io"]["class_names"]) == 10
+    html = (out / "report.html").read_text()
+    assert "Model I/O" in html
+    assert "normalised (x - mean) / std before the model with mean 0.5 and std 0.5" in html
+
+
+def test_config_normalize(mine: dict[str, Path], digits: ImageDataset, tmp_path: Path) -> None:
+    prog = mine["program"]
+    cache = ModelCache(tmp_path / "cache")
+    built = {}
+    for name, extra in (("plain", ""), ("norm", ", normalize: {mean: [0.5], std: [0.5]}")):
+        loaded = load_config(_config(tmp_path, f"{{type: pytorch, program: {prog}{extra}}}"))
+        built[name] = build_target(
+            loaded.config.systems[0].target, digits, cache, "systems[0].target", loaded.resolve
+        )
+    x = digits.x_test[:16]
+    np.testing.assert_allclose(
+        built["norm"].target.predict(x),
+        built["plain"].target.predict(((x - 0.5) / 0.5).astype(np.float32)),
+        atol=1e-5,
+    )
+    assert built["norm"].info["io"]["normalize"] == {"mean": [0.5], "std": [0.5]}
+    assert "normalize" not in built["plain"].info["io"]
+    assert built["norm"].info["io"]["input_shape"] == [1, 8, 8]
+    assert built["norm"].fingerprint != built["plain"].fingerprint
+    for extra, message in (
+        ("normalize: {mean: [0.5], std: [0]}", "normalize.std[0]: input should be greater than 0"),
+        ("normalize: {mean: [0.5]}", "normalize.std"),
+        ("normalize: {mean: [0.5], std: [0.5], scale: 2}", "normalize.scale"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_config(_config(tmp_path, f"{{type: pytorch, program: {prog}, {extra}}}"))
+        assert "\n" not in str(info.value)
+        assert message in str(info.value), str(info.value)
+    three = "{mean: [0, 0, 0], std: [1]}"
+    bad = load_config(_config(tmp_path, f"{{type: pytorch, program: {prog}, normalize: {three}}}"))
+    with pytest.raises(ConfigError) as info:
+        build_target(bad.config.systems[0].target, digits, cache, "systems[0].target", bad.resolve)
+    assert str(info.value).startswith("systems[0].target.normalize: ")
+    assert "\n" not in str(info.value)

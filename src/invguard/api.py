@@ -30,7 +30,7 @@ from invguard.models.zoo import EVALUATION_ARCH, train_evaluation_model
 from invguard.priors import ImagePrior
 from invguard.report.inversion import InversionReport
 from invguard.targets.base import Target
-from invguard.targets.pytorch import OutputKind, TorchTarget
+from invguard.targets.pytorch import NormalizeSpec, OutputKind, TorchTarget
 
 
 @contextmanager
@@ -52,6 +52,7 @@ def invert(
     *,
     input_shape: tuple[int, ...] | None = None,
     output: OutputKind = "logits",
+    normalize: NormalizeSpec | None = None,
     attack: Attack | None = None,
     classes: Sequence[int] | None = None,
     auxiliary: np.ndarray | None = None,
@@ -63,7 +64,9 @@ def invert(
 
     A bare ``torch.nn.Module`` is wrapped in a :class:`TorchTarget` (``input_shape`` required;
     ``output`` says whether it returns ``"logits"``, ``"probabilities"`` or
-    ``"log_probabilities"``); it runs in eval mode and gets its own train/eval mode back after.
+    ``"log_probabilities"``; ``normalize=(mean, std)`` when it takes ``(x - mean) / std`` per
+    channel, while the attack works in pixel space [0, 1]); it runs in eval mode and gets its own
+    train/eval mode back after.
     ``prior`` is the image generator for the generative-prior attacks (``PPA``, ``GMI``, ``PLGMI``).
     """
     with preserved_mode(model):
@@ -73,8 +76,15 @@ def invert(
                     "The 'input_shape' parameter is required to wrap a torch.nn.Module, "
                     "e.g. (1, 56, 46)"
                 )
-            target: Target = TorchTarget(model, input_shape=input_shape, output=output)
+            target: Target = TorchTarget(
+                model, input_shape=input_shape, output=output, normalize=normalize
+            )
         else:
+            if normalize is not None:
+                raise InvalidParameterError(
+                    "The 'normalize' parameter applies to a torch.nn.Module; pass it to the "
+                    "target instead, e.g. TorchTarget(model, ..., normalize=(mean, std))"
+                )
             target = model
         atk: Attack = attack if attack is not None else MIFace()
         request = InversionRequest(classes=classes, auxiliary=auxiliary, prior=prior)

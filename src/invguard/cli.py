@@ -69,6 +69,21 @@ def _parse_size(text: str) -> tuple[int, int]:
     return (w, h)
 
 
+def _parse_normalize(text: str) -> tuple[list[float], list[float]]:
+    """'MEAN[,MEAN..]/STD[,STD..]', e.g. '0.5/0.5' or '0.485,0.456,0.406/0.229,0.224,0.225'."""
+    try:
+        mean, std = text.split("/")
+        pair = ([float(v) for v in mean.split(",")], [float(v) for v in std.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected MEAN[,MEAN..]/STD[,STD..] such as 0.5/0.5 or "
+            f"0.485,0.456,0.406/0.229,0.224,0.225, got {text!r}"
+        ) from None
+    if any(v <= 0 for v in pair[1]):
+        raise argparse.ArgumentTypeError(f"every STD must be > 0, got {text!r}")
+    return pair
+
+
 def _parse_classes(text: str) -> list[int]:
     """'0,3,7' or '0-9' or a mix: '0-4,10'."""
     out: list[int] = []
@@ -205,6 +220,7 @@ def _run_and_report(
     title: str,
     dataset_source: str | None = None,
     output: ModelOutput = "logits",
+    normalize: tuple[list[float], list[float]] | None = None,
 ) -> int:
     from invguard.attacks import InversionRequest
     from invguard.attacks.priors_setup import choose_attack, prepare_prior
@@ -214,7 +230,8 @@ def _run_and_report(
     from invguard.targets import TorchTarget
 
     show = not args.quiet
-    target = TorchTarget(model, input_shape=dataset.image_shape, output=output)
+    target = TorchTarget(model, input_shape=dataset.image_shape, output=output, normalize=normalize)
+    target_info = {**target_info, "io": target.describe(dataset.class_names)}
     auxiliary = _load_aux(Path(args.aux), dataset.image_shape) if args.aux else None
     name = choose_attack(attack_name, model)
     attack = _attack_from_args(args, name)
@@ -395,7 +412,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
         "name": args.arch or Path(args.model).name,
         **loaded,
         "model_output": args.model_output,
-        "test_accuracy": _test_accuracy(model, dataset) if len(dataset.y_test) else None,
+        "test_accuracy": _test_accuracy(model, dataset, args.normalize)
+        if len(dataset.y_test)
+        else None,
     }
     return _run_and_report(
         args=args,
@@ -407,13 +426,21 @@ def cmd_attack(args: argparse.Namespace) -> int:
         title=f"InvGuard: model inversion against {Path(args.model).name}",
         dataset_source=source,
         output=args.model_output,
+        normalize=args.normalize,
     )
 
 
-def _test_accuracy(model: Any, dataset: Any) -> float:
+def _test_accuracy(
+    model: Any, dataset: Any, normalize: tuple[list[float], list[float]] | None = None
+) -> float:
     from invguard.models.training import accuracy
 
-    return accuracy(model, dataset.x_test, dataset.y_test)
+    if normalize is None:
+        return accuracy(model, dataset.x_test, dataset.y_test)
+    from invguard.targets import TorchTarget
+
+    owner = TorchTarget(model, input_shape=dataset.image_shape, normalize=normalize)
+    return float((owner.predict(dataset.x_test).argmax(1) == dataset.y_test).mean())
 
 
 def _load_recons(path: Path, shape: tuple[int, int, int]) -> Any:
@@ -715,6 +742,14 @@ def _add_attack_parser(sub: Any) -> None:
         choices=("logits", "probabilities", "log_probabilities"),
         default="logits",
         help="what the model returns (probabilities: it ends in softmax); default logits",
+    )
+    p.add_argument(
+        "--normalize",
+        type=_parse_normalize,
+        metavar="MEAN[,MEAN..]/STD[,STD..]",
+        help="the model takes (x - mean) / std per channel, e.g. 0.5/0.5 or "
+        "0.485,0.456,0.406/0.229,0.224,0.225; InvGuard works in pixels [0, 1] and normalises "
+        "before the model",
     )
     p.add_argument(
         "--attack",

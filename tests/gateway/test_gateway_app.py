@@ -641,3 +641,27 @@ def test_gateway_parts_close_cleanly(tmp_path: Path, digits_backend: Backend) ->
     gw.close()  # idempotent
     with AuditLog(tmp_path / "audit.db", readonly=True) as log:
         assert [e.action for e in log.entries()] == ["gateway.start", "gateway.stop"]
+
+
+def test_gateway_normalises_pixel_inputs(tmp_path: Path, digits: ImageDataset) -> None:
+    """A model trained on (x - mean) / std: requests stay in pixels, the gateway normalises."""
+    import torch
+
+    from tests.models.user_cnn import train_user_cnn
+
+    mean, std = 0.5, 0.25
+    x_train = (digits.x_train[:300] - mean) / std
+    net = train_user_cnn(x_train, digits.y_train[:300], epochs=1)
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(net, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(tmp_path / "mine.pt2"))
+    model = {"type": "pytorch", "model": "mine.pt2", "input_shape": [1, 8, 8], "num_classes": 10}
+    x = digits.x_test[:5]
+    expected = torch.softmax(net(torch.from_numpy((x - mean) / std)), 1).detach().numpy()
+    norm = {**model, "normalize": {"mean": [mean], "std": [std]}}
+    served = load_backend(load(tmp_path, model=norm)).predict(x)
+    assert np.allclose(served, expected, atol=1e-5)
+    with pytest.raises(GatewayConfigError, match=r"model.normalize.std\[0\]: .*greater than 0"):
+        load(tmp_path, model={**model, "normalize": {"mean": [0.5], "std": [0]}})
+    with pytest.raises(GatewayConfigError, match=r"model.normalize: .*must have 1 value"):
+        load_backend(load(tmp_path, model={**model, "normalize": {"mean": [0, 0], "std": [1]}}))

@@ -51,6 +51,17 @@ class ReferenceModel(_Model):
     seed: int = Field(0, ge=0)
 
 
+class NormalizeConfig(_Model):
+    """The model takes ``(x - mean) / std`` per channel (one value, or one per channel, each);
+    InvGuard works in pixel space [0, 1] and normalises before the model."""
+
+    mean: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
+    std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(min_length=1)
+
+    def pair(self) -> tuple[list[float], list[float]]:
+        return (list(self.mean), list(self.std))
+
+
 class PytorchTarget(_Model):
     """The user's PyTorch model, attacked white-box (with gradients). One source:
 
@@ -61,6 +72,7 @@ class PytorchTarget(_Model):
     * ``reference``: an InvGuard reference model trained on the system's data.
 
     ``model_output`` says what the model returns (``probabilities`` when it ends in softmax).
+    ``normalize: {mean: [...], std: [...]}`` when the model takes ``(x - mean) / std``.
     """
 
     type: Literal["pytorch"] = "pytorch"
@@ -71,6 +83,7 @@ class PytorchTarget(_Model):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     reference: ReferenceModel | None = None
     model_output: Literal["logits", "probabilities", "log_probabilities"] = "logits"
+    normalize: NormalizeConfig | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> PytorchTarget:

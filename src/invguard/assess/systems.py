@@ -31,6 +31,7 @@ from invguard.data import ImageDataset, load_builtin, load_image_folder, load_np
 from invguard.errors import InvGuardError
 from invguard.models import ModelCache, train_target
 from invguard.targets import Capability, Target, TorchTarget
+from invguard.targets.pytorch import check_normalize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,6 +96,7 @@ def build_target(
         return _http_target(target, dataset, where, query_budget)
     assert isinstance(target, PytorchTarget)
     model: nn.Module
+    info: dict[str, Any]
     if target.reference is not None:
         ref = target.reference
         trained = train_target(dataset, ref.arch, seed=ref.seed, cache=cache)
@@ -109,15 +111,29 @@ def build_target(
         fingerprint = trained.cache_key
     else:
         model, info, fingerprint = _user_torch_model(target, dataset, where, resolve)
+    normalize = target.normalize.pair() if target.normalize is not None else None
+    try:
+        check_normalize(normalize, dataset.image_shape[0])
+    except InvGuardError as exc:
+        raise ConfigError(f"{where}.normalize: {exc}") from exc
     try:
         built = TorchTarget(
             model,
             input_shape=dataset.image_shape,
             output=target.model_output,
+            normalize=normalize,
             query_budget=query_budget,
         )
     except InvGuardError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+    if normalize is not None:  # the same weights behind another normalisation are another target
+        blob = json.dumps([fingerprint, normalize], sort_keys=True)
+        fingerprint = hashlib.sha256(blob.encode()).hexdigest()
+        if info.get("test_accuracy") is not None:
+            info["test_accuracy"] = _accuracy(
+                TorchTarget(model, input_shape=dataset.image_shape, normalize=normalize), dataset
+            )
+    info["io"] = built.describe(dataset.class_names)
     return BuiltTarget(built, info, fingerprint)
 
 

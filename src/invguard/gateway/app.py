@@ -157,6 +157,7 @@ def _torch_backend(cfg: PytorchModel, loaded: LoadedGatewayConfig, where: str) -
 
     from invguard.models.loading import load_user_model
     from invguard.targets import TorchTarget
+    from invguard.targets.pytorch import check_normalize
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -197,13 +198,18 @@ def _torch_backend(cfg: PytorchModel, loaded: LoadedGatewayConfig, where: str) -
         shape, classes = tuple(cfg.input_shape), cfg.num_classes
         desc = f"PyTorch {cfg.arch or cfg.factory or info['kind']} from {path.name}"
     kind = cfg.model_output
+    try:
+        norm = check_normalize(cfg.normalize.pair() if cfg.normalize else None, shape[0])
+    except InvGuardError as exc:
+        raise GatewayConfigError(f"{where}.normalize: {exc}") from exc
     # checks the model's output (shape, class count; a softmax under "logits" is logged)
-    TorchTarget(model, input_shape=shape, num_classes=classes, output=kind)
+    TorchTarget(model, input_shape=shape, num_classes=classes, output=kind, normalize=norm)
     model.eval()
 
     def predict(x: FloatArray) -> FloatArray:  # the serving path: no query counting, no copies
         with torch.inference_mode():
-            raw = model(torch.from_numpy(x))
+            xt = torch.from_numpy(x)  # pixel space [0, 1]; normalised here when declared
+            raw = model(xt if norm is None else norm.apply(xt))
             probs = (
                 raw
                 if kind == "probabilities"

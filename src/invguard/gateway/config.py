@@ -62,13 +62,26 @@ class ReferenceSource(_Model):
     seed: int = Field(0, ge=0)
 
 
+class NormalizeConfig(_Model):
+    """The model takes ``(x - mean) / std`` per channel (one value, or one per channel, each);
+    InvGuard works in pixel space [0, 1] and normalises before the model."""
+
+    mean: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
+    std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(min_length=1)
+
+    def pair(self) -> tuple[list[float], list[float]]:
+        return (list(self.mean), list(self.std))
+
+
 class PytorchModel(_Shape):
     """A PyTorch model, loaded by :func:`invguard.models.load_user_model`: a ``torch.export``
     program (``model: mine.pt2``), weights with ``factory`` (your own ``pkg.module:function``,
     called with ``kwargs``) or with a reference ``arch``, or a reference model. A file needs
     ``input_shape`` (channels, height, width) and ``num_classes``; a reference model takes them
     from its data set. ``model_output`` says what the model returns (``probabilities`` when it
-    ends in softmax); the gateway always answers probabilities."""
+    ends in softmax); the gateway always answers probabilities. ``normalize: {mean: [...],
+    std: [...]}`` when the model takes ``(x - mean) / std``: requests stay in pixel space [0, 1]
+    and the gateway normalises them before the model."""
 
     type: Literal["pytorch"]
     model: Path | None = None
@@ -76,6 +89,7 @@ class PytorchModel(_Shape):
     factory: str | None = Field(None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
     kwargs: dict[str, Any] = Field(default_factory=dict)
     model_output: Literal["logits", "probabilities", "log_probabilities"] = "logits"
+    normalize: NormalizeConfig | None = None
     reference: ReferenceSource | None = None
     threads: int | None = Field(None, ge=1, le=256)
 

@@ -15,7 +15,12 @@ from invguard.targets.base import (
     require,
 )
 from invguard.targets.http import EndpointError, HttpTarget
-from invguard.targets.pytorch import GRADIENT_QUANTITIES, GradientQuantity, TorchTarget
+from invguard.targets.pytorch import (
+    GRADIENT_QUANTITIES,
+    GradientQuantity,
+    Normalization,
+    TorchTarget,
+)
 from invguard.targets.restricted import RestrictedTarget
 from invguard.targets.sklearn import SklearnTarget, load_sklearn_model, save_sklearn_model
 
@@ -27,6 +32,7 @@ __all__ = [
     "GradientQuantity",
     "GradientTarget",
     "HttpTarget",
+    "Normalization",
     "OutputSpec",
     "QueryBudgetExceededError",
     "QueryCounter",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,6 +32,84 @@ GRADIENT_QUANTITIES: tuple[str, ...] = ("probability", "log_probability", "logit
 
 class ShapeMismatchError(InvalidParameterError, TargetError):
     """The model does not fit the declared input shape or class count."""
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``(x - mean) / std`` applied to pixel-space inputs before the model."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def describe(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a batch ``(n, channels, ...)``; differentiable, so gradients reach ``x``."""
+        view = (1, -1) + (1,) * (x.ndim - 2)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(view)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(view)
+        return (x - mean) / std
+
+
+NormalizeSpec = tuple[Sequence[float], Sequence[float]] | Mapping[str, Sequence[float]]
+
+
+def _channel_values(
+    name: str, value: object, channels: int, *, positive: bool
+) -> tuple[float, ...]:
+    vals = [value] if isinstance(value, int | float) else value
+    if isinstance(vals, str) or not isinstance(vals, Sequence):
+        raise InvalidParameterError(
+            f"The 'normalize' parameter's {name} must be a number or a sequence of numbers, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    out: list[float] = []
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise InvalidParameterError(
+                f"The 'normalize' parameter's {name} must hold finite numbers, got {v!r}"
+            )
+        if positive and v <= 0:
+            raise InvalidParameterError(
+                f"The 'normalize' parameter's {name} must be > 0, got {v!r}"
+            )
+        out.append(float(v))
+    if len(out) == 1:
+        out *= channels
+    if len(out) != channels:
+        want = "1 value" if channels == 1 else f"1 or {channels} values (one per channel)"
+        raise InvalidParameterError(
+            f"The 'normalize' parameter's {name} must have {want} for inputs with {channels} "
+            f"channel{'' if channels == 1 else 's'}, got {len(out)}"
+        )
+    return tuple(out)
+
+
+def check_normalize(value: object, channels: int) -> Normalization | None:
+    """Validate ``normalize``: ``(mean, std)`` or ``{"mean": ..., "std": ...}``, one value or one
+    per channel each, std > 0 (scikit-learn style, a one-line :class:`InvalidParameterError`)."""
+    if value is None or isinstance(value, Normalization):
+        if isinstance(value, Normalization):
+            return check_normalize((value.mean, value.std), channels)
+        return None
+    if isinstance(value, Mapping):
+        if set(value) != {"mean", "std"}:
+            raise InvalidParameterError(
+                f"The 'normalize' parameter must have keys 'mean' and 'std', got {sorted(value)}"
+            )
+        pair: object = (value["mean"], value["std"])
+    else:
+        pair = value
+    if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+        raise InvalidParameterError(
+            "The 'normalize' parameter must be (mean, std), e.g. ((0.485, 0.456, 0.406), "
+            f"(0.229, 0.224, 0.225)), got {value!r}"
+        )
+    return Normalization(
+        _channel_values("mean", pair[0], channels, positive=False),
+        _channel_values("std", pair[1], channels, positive=True),
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -73,6 +154,12 @@ class TorchTarget:
     :class:`~invguard.errors.InvalidParameterError`). The module is put in eval mode; its
     parameters are not modified. ``class_gradient`` gives the gradient of the
     chosen per-class quantity with respect to the input, for a whole batch in one backward pass.
+
+    Inputs are always in pixel space, values in [0, 1]. ``normalize=(mean, std)`` (one value or one
+    per channel each, std > 0) is for a model trained on ``(x - mean) / std``: the target applies it
+    before the model on every path (``predict``, ``logits``, ``class_gradient``,
+    ``differentiable_logits``), so gradients are with respect to the pixels and every attack works
+    unchanged in pixel space. :meth:`describe` gives the declared model I/O as JSON-ready facts.
     """
 
     capabilities = frozenset(
@@ -93,16 +180,20 @@ class TorchTarget:
         input_shape: tuple[int, ...],
         num_classes: int | None = None,
         output: OutputKind = "logits",
+        normalize: NormalizeSpec | Normalization | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 256,
         query_budget: int | None = None,
     ) -> None:
         check_choice("output", output, OUTPUT_KINDS)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self._input_shape = tuple(int(s) for s in input_shape)
+        self._normalize = check_normalize(
+            normalize, self._input_shape[0] if self._input_shape else 1
+        )
         self._model = model.eval()
         self._output = output
         self.device = torch.device(device)
-        self._input_shape = tuple(int(s) for s in input_shape)
         self._counter = QueryCounter(query_budget)
         first = next(iter(self._model.parameters()), None)
         self.dtype = first.dtype if first is not None else torch.float32
@@ -134,7 +225,7 @@ class TorchTarget:
         ).to(self.device)
         try:
             with torch.no_grad():
-                out: torch.Tensor = self._model(x)
+                out: torch.Tensor = self._model(self._prepare(x))
         except (RuntimeError, AssertionError, ValueError, TypeError, IndexError) as exc:
             raise ShapeMismatchError(
                 f"the model does not accept inputs of shape {self._input_shape}"
@@ -167,9 +258,37 @@ class TorchTarget:
         """What the module returns: ``logits``, ``probabilities`` or ``log_probabilities``."""
         return self._output
 
+    @property
+    def normalize(self) -> Normalization | None:
+        """The ``(x - mean) / std`` applied before the model, or None."""
+        return self._normalize
+
+    def describe(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """The declared model I/O as JSON-ready facts, for reports: ``input_shape``,
+        ``value_range`` (always [0, 1], pixel space), ``output``, ``num_classes``, ``normalize``
+        (when set) and ``class_names`` (when given)."""
+        facts: dict[str, Any] = {
+            "input_shape": list(self._input_shape),
+            "value_range": [0.0, 1.0],
+            "output": self._output,
+            "num_classes": self._num_classes,
+        }
+        if self._normalize is not None:
+            facts["normalize"] = self._normalize.describe()
+        if class_names is not None:
+            facts["class_names"] = [str(c) for c in class_names]
+        return facts
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel-space input to what the model takes (normalised when ``normalize`` is set)."""
+        return x if self._normalize is None else self._normalize.apply(x)
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits, or log-probabilities (equivalent under softmax) for probability models."""
-        out: torch.Tensor = self._model(x)
+        """Logits, or log-probabilities (equivalent under softmax) for probability models.
+
+        The one path to the model for every query: ``x`` is in pixel space and is normalised here.
+        """
+        out: torch.Tensor = self._model(self._prepare(x))
         if self._output == "probabilities":
             out = torch.log(out.clamp_min(1e-30))
         return out
