@@ -10,15 +10,7 @@ import torch
 
 from invguard.cli import main
 from invguard.models import ModelCache
-
-
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests._cli import run_cli as _run
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,12 @@ from safetensors.torch import save_file
 
 from invguard.assess.config import ConfigError, load_config
 from invguard.assess.systems import build_target
-from invguard.cli import main
 from invguard.data import ImageDataset
 from invguard.models import ModelCache
+from tests._cli import run_cli as _run
 from tests.models.user_cnn import UserCNN, train_user_cnn
 
 FACTORY = "tests.models.user_cnn:build_user_cnn"
-
-
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from invguard.cli import main
 from invguard.data import load_digits_dataset
-
-
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests._cli import run_cli as _run
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from invguard.config_errors import friendly_error
+from invguard.config_fields import NormalizeConfig
 from invguard.errors import InvGuardError
 
 CONFIG_VERSION = 1
@@ -49,17 +50,6 @@ class ReferenceModel(_Model):
 
     arch: Literal["softmax", "mlp", "cnn"]
     seed: int = Field(0, ge=0)
-
-
-class NormalizeConfig(_Model):
-    """The model takes ``(x - mean) / std`` per channel (one value, or one per channel, each);
-    InvGuard works in pixel space [0, 1] and normalises before the model."""
-
-    mean: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
-    std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(min_length=1)
-
-    def pair(self) -> tuple[list[float], list[float]]:
-        return (list(self.mean), list(self.std))
 
 
 class PytorchTarget(_Model):

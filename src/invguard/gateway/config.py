@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from invguard.config_errors import friendly_error
+from invguard.config_fields import NormalizeConfig
 from invguard.errors import InvGuardError
 
 CONFIG_VERSION = 1
@@ -60,17 +61,6 @@ class ReferenceSource(_Model):
     arch: Literal["softmax", "mlp", "cnn"]
     data: Literal["att-faces", "att-faces-full", "att-faces-private30", "digits"] = "att-faces"
     seed: int = Field(0, ge=0)
-
-
-class NormalizeConfig(_Model):
-    """The model takes ``(x - mean) / std`` per channel (one value, or one per channel, each);
-    InvGuard works in pixel space [0, 1] and normalises before the model."""
-
-    mean: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
-    std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(min_length=1)
-
-    def pair(self) -> tuple[list[float], list[float]]:
-        return (list(self.mean), list(self.std))
 
 
 class PytorchModel(_Shape):
