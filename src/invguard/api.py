@@ -23,10 +23,9 @@ from invguard.attacks.miface import MIFace
 from invguard.data.base import ImageDataset
 from invguard.errors import InvalidParameterError
 from invguard.judges import Judgement, JudgePanel, judge_run, reference_panel
+from invguard.judges.reference import reference_evaluator
 from invguard.metrics.evaluate import Evaluator, InversionMetrics, evaluate_inversion
 from invguard.models.cache import ModelCache, default_cache_dir
-from invguard.models.training import ProgressFn as TrainProgressFn
-from invguard.models.zoo import EVALUATION_ARCH, train_evaluation_model
 from invguard.priors import ImagePrior
 from invguard.report.inversion import InversionReport
 from invguard.targets.base import Target
@@ -91,43 +90,6 @@ def invert(
         return atk.run(target, request, rng=rng, progress=progress)
 
 
-def reference_evaluator(
-    dataset: ImageDataset,
-    *,
-    cache: ModelCache | None = None,
-    seed: int = 0,
-    progress: TrainProgressFn | None = None,
-) -> tuple[Evaluator, dict[str, Any]]:
-    """The independent evaluation model for ``dataset`` (trained once, then cached) and its record.
-
-    Without ``cache`` the model cache in ``$INVGUARD_CACHE_DIR`` (or ``~/.cache/invguard``) is used.
-    """
-    if cache is None:
-        cache = ModelCache(default_cache_dir())
-    trained = train_evaluation_model(dataset, seed=seed, cache=cache, progress=progress)
-    aug = trained.config.augment
-    info = {
-        "name": EVALUATION_ARCH,
-        "description": (
-            "residual CNN (batch norm, global average pooling), a different architecture from "
-            f"every target, trained on the {len(dataset.y_train)} private training images (never on "
-            f"the held-out photos) for {trained.config.epochs} epochs with light augmentation"
-            + (
-                f" (affine jitter, flips, brightness/contrast, noise, blend <= {aug.blend})"
-                if aug
-                else ""
-            )
-            + f" and FGSM adversarial training at eps {trained.config.adversarial_eps:.4f}"
-            + "; never attacked"
-        ),
-        "seed": seed,
-        "held_out_accuracy": trained.test_accuracy,
-        "train_accuracy": trained.train_accuracy,
-        "cache_key": trained.cache_key,
-    }
-    return Evaluator(trained.model), info
-
-
 def judge(
     result: AttackResult,
     dataset: ImageDataset,
@@ -189,3 +151,6 @@ def write_report(
         judgement=judgement,
     )
     return report.write(out_dir)
+
+
+__all__ = ["invert", "judge", "preserved_mode", "reference_evaluator", "verdict", "write_report"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 
 from invguard.assess.findings import (
-    at_or_above,
     control_findings,
     measure_leakage,
     measured_finding,
@@ -11,6 +10,7 @@ from invguard.assess.findings import (
     risk_score,
     severity_of,
 )
+from invguard.catalog.rules import at_or_above
 
 
 def test_leakage_is_relative_to_chance() -> None:

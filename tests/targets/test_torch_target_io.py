@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import invguard.api as api
+import invguard.judges.reference as reference
 from invguard.api import invert
 from invguard.attacks import MIFace
 from invguard.data import ImageDataset
@@ -107,7 +108,7 @@ def test_reference_evaluator_caches_by_default(
         raise _StopError
 
     monkeypatch.setenv("INVGUARD_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(api, "train_evaluation_model", fake)
+    monkeypatch.setattr(reference, "train_evaluation_model", fake)
     with pytest.raises(_StopError):
         api.reference_evaluator(digits)
     assert isinstance(seen[0], ModelCache)

@@ -147,7 +147,7 @@ def attack_suites(
     """
     from torch import nn
 
-    from invguard.assess.registry import ATTACK_REGISTRY, auto_white_box, build_attack
+    from invguard.catalog.attacks import ATTACK_REGISTRY, auto_white_box, build_attack
     from invguard.judges import is_face_data
 
     white: dict[str, Attack] = {}
@@ -202,8 +202,8 @@ def prior_provider(
     """``prior(attack, target)`` for :func:`~invguard.defenses.evaluation.evaluate_defenses`: the
     image prior of each generative-prior attack, prepared on first use and shared by every model
     (it depends on the public data only), except PLG-MI's, prepared for each model it attacks."""
-    from invguard.assess.registry import ATTACK_REGISTRY
     from invguard.assess.systems import build_prior
+    from invguard.catalog.attacks import ATTACK_REGISTRY
 
     configs = _attack_configs(system, attacks)
     shared: dict[str, ImagePrior | None] = {}
@@ -228,8 +228,8 @@ def prior_fingerprints(
     system: SystemConfig, attacks: dict[str, Attack], resolve: Any, auxiliary_sha: str | None
 ) -> dict[str, Any]:
     """What the suite's image priors depend on (for the evaluation's content address)."""
-    from invguard.assess.registry import ATTACK_REGISTRY
     from invguard.assess.systems import prior_fingerprint
+    from invguard.catalog.attacks import ATTACK_REGISTRY
 
     return {
         name: prior_fingerprint(atk, resolve, auxiliary_sha)

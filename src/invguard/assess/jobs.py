@@ -179,9 +179,9 @@ def _judge_into(
 def run_job(spec: JobSpec) -> JobOutcome:
     """Run one job; never raises for a job-level problem (the outcome says ``failed`` and why)."""
     from invguard.assess.config import SystemConfig
-    from invguard.assess.registry import build_attack
     from invguard.assess.systems import build_prior, build_target, load_auxiliary, load_data
     from invguard.attacks import InversionRequest
+    from invguard.catalog.attacks import build_attack
     from invguard.models import ModelCache
 
     started = time.perf_counter()

@@ -29,7 +29,7 @@ from invguard.judges.panel import (
     verdict,
 )
 from invguard.judges.pixel import PixelStructureJudge, pairwise_ssim
-from invguard.judges.reference import is_face_data, reference_panel
+from invguard.judges.reference import is_face_data, reference_evaluator, reference_panel
 
 __all__ = [
     "CALIBRATION_ROWS",
@@ -55,6 +55,7 @@ __all__ = [
     "judge_run",
     "kappa",
     "pairwise_ssim",
+    "reference_evaluator",
     "reference_panel",
     "run_calibration",
     "verdict",

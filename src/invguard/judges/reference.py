@@ -22,9 +22,13 @@ from invguard.judges.open_set import RejectPublicJudge, open_set_dataset
 from invguard.judges.panel import JudgePanel
 from invguard.judges.pixel import PixelStructureJudge
 from invguard.metrics.evaluate import Evaluator
-from invguard.models.cache import ModelCache
+from invguard.models.cache import ModelCache, default_cache_dir
 from invguard.models.training import ProgressFn, TrainedModel
-from invguard.models.zoo import train_evaluation_model, train_second_evaluation_model
+from invguard.models.zoo import (
+    EVALUATION_ARCH,
+    train_evaluation_model,
+    train_second_evaluation_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,43 @@ FACE_HINT = (
     "the face-embedding judge needs dlib and its weights: pip install 'invguard[faces]' "
     "(dlib-bin, face-recognition-models); a second evaluation model judges instead"
 )
+
+
+def reference_evaluator(
+    dataset: ImageDataset,
+    *,
+    cache: ModelCache | None = None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> tuple[Evaluator, dict[str, Any]]:
+    """The independent evaluation model for ``dataset`` (trained once, then cached) and its record.
+
+    Without ``cache`` the model cache in ``$INVGUARD_CACHE_DIR`` (or ``~/.cache/invguard``) is used.
+    """
+    if cache is None:
+        cache = ModelCache(default_cache_dir())
+    trained = train_evaluation_model(dataset, seed=seed, cache=cache, progress=progress)
+    aug = trained.config.augment
+    info = {
+        "name": EVALUATION_ARCH,
+        "description": (
+            "residual CNN (batch norm, global average pooling), a different architecture from "
+            f"every target, trained on the {len(dataset.y_train)} private training images (never on "
+            f"the held-out photos) for {trained.config.epochs} epochs with light augmentation"
+            + (
+                f" (affine jitter, flips, brightness/contrast, noise, blend <= {aug.blend})"
+                if aug
+                else ""
+            )
+            + f" and FGSM adversarial training at eps {trained.config.adversarial_eps:.4f}"
+            + "; never attacked"
+        ),
+        "seed": seed,
+        "held_out_accuracy": trained.test_accuracy,
+        "train_accuracy": trained.train_accuracy,
+        "cache_key": trained.cache_key,
+    }
+    return Evaluator(trained.model), info
 
 
 def is_face_data(dataset: ImageDataset) -> bool:

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from invguard import __version__
-from invguard.assess.findings import CONTROL_RULES, JOB_FAILED_RULE, POSTURE_RULES, SEVERITY_RANK
-from invguard.assess.registry import ATTACK_REGISTRY
+from invguard.catalog.attacks import ATTACK_REGISTRY
+from invguard.catalog.rules import CONTROL_RULES, JOB_FAILED_RULE, POSTURE_RULES, SEVERITY_RANK
 from invguard.report.images import data_uri, png_bytes
 
 if TYPE_CHECKING:
-    from invguard.assess.engine import Assessment
+    from invguard.assess.records import Assessment
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://owasp.org/www-project-machine-learning-security-top-10/"

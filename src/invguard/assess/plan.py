@@ -1,0 +1,118 @@
+"""Stage 1 of an assessment: check every system, then plan its content-addressed jobs.
+
+Every system is loaded and checked before any job runs (data, model file, class indices, defences),
+so a bad configuration fails fast with the field path and leaves no report behind. Live endpoints'
+posture is probed here too, and the reference evaluation model is trained (or read from the cache)
+once, before workers need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from invguard.assess.config import HttpTarget as HttpTargetConfig
+from invguard.assess.config import LoadedConfig, SystemConfig
+from invguard.assess.defend import check_defenses
+from invguard.assess.jobs import JobSpec, job_key
+from invguard.assess.systems import (
+    BuiltTarget,
+    expand_attacks,
+    load_auxiliary,
+    prepare_system,
+    prior_fingerprint,
+    probe_posture,
+)
+from invguard.catalog.attacks import ATTACK_REGISTRY
+from invguard.data import ImageDataset
+from invguard.judges.reference import reference_evaluator
+from invguard.models import ModelCache
+
+
+@dataclass
+class PreparedSystem:
+    """One checked system: its config (attacks expanded), data, target and what was skipped."""
+
+    index: int
+    system: SystemConfig
+    dataset: ImageDataset
+    built: BuiltTarget
+    skipped: list[dict[str, str]]
+    auxiliary_sha: str | None
+    posture: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.system.id
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job (system x attack x seed) and the attack's position in its system's list."""
+
+    spec: JobSpec
+    attack_index: int
+
+
+def prepare_systems(loaded: LoadedConfig, cache: ModelCache) -> list[PreparedSystem]:
+    """Load and check every system of ``loaded`` (nothing runs if one is wrong)."""
+    prepared = []
+    for i in range(len(loaded.config.systems)):
+        system, dataset, built = prepare_system(loaded, i, cache)
+        aux_sha = None
+        if system.auxiliary is not None:
+            where = f"{loaded.path}: systems[{i}].auxiliary"
+            aux = load_auxiliary(system.auxiliary, dataset, where, loaded.resolve)
+            aux_sha = hashlib.sha256(aux.tobytes()).hexdigest()
+        system, skipped = expand_attacks(system, built, dataset)
+        check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
+        prepared.append(PreparedSystem(i, system, dataset, built, skipped, aux_sha))
+    for p in prepared:
+        if isinstance(p.system.target, HttpTargetConfig) and p.system.target.probe:
+            p.posture = probe_posture(p.system.target, p.dataset, f"systems[{p.index}].target")
+    for p in prepared:  # warm the evaluator cache once, before workers need it
+        reference_evaluator(p.dataset, cache=cache)
+    return prepared
+
+
+def plan_jobs(
+    prepared: list[PreparedSystem], loaded: LoadedConfig, cache_root: Path
+) -> list[PlannedJob]:
+    """One content-addressed job per system, attack and seed."""
+    planned: list[PlannedJob] = []
+    for p in prepared:
+        sys_json = p.system.model_dump(mode="json")
+        for j, atk in enumerate(p.system.attacks):
+            attack_desc: dict[str, Any] = {
+                "name": atk.name,
+                "params": atk.params,
+                "budget": atk.budget.model_dump(mode="json"),
+                "classes": atk.classes,
+            }
+            if ATTACK_REGISTRY[atk.name].needs_prior:  # the other attacks' keys stay as they were
+                attack_desc["prior"] = prior_fingerprint(atk, loaded.resolve, p.auxiliary_sha)
+            for seed in atk.seeds:
+                key = job_key(
+                    system_fingerprint=p.built.fingerprint,
+                    data_fingerprint=p.dataset.fingerprint(),
+                    attack=attack_desc,
+                    seed=seed,
+                )
+                spec = JobSpec(
+                    key=key,
+                    system_id=p.id,
+                    system_index=p.index,
+                    attack_index=j,
+                    attack=atk.name,
+                    seed=seed,
+                    system=sys_json,
+                    base_dir=str(loaded.base.resolve()),
+                    cache_dir=str(Path(cache_root).resolve()),
+                )
+                planned.append(PlannedJob(spec, j))
+    return planned
+
+
+__all__ = ["PlannedJob", "PreparedSystem", "plan_jobs", "prepare_systems"]
