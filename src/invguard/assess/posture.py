@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from numpy.typing import NDArray
 
 from invguard.errors import InvalidParameterError, check_float, check_int
 from invguard.targets.http import (
@@ -203,79 +204,56 @@ def _inconclusive_outputs(reason: str, evidence: dict[str, Any]) -> list[Posture
     ]
 
 
-def _probe_outputs(
-    p: _Prober,
-    *,
-    pointers: tuple[str, ...],
-    num_classes: int,
-    samples: int,
-    sleep: Callable[[float], None],
-    max_wait: float,
-) -> list[PostureObservation]:
-    before = (p.requests, p.queries)
-    resp = _output_request(p, samples, sleep, max_wait)
-    base: dict[str, Any] = {"status": resp.status_code}
+class _InconclusiveError(Exception):
+    """The output probe could not read scores or labels; the message says why."""
 
-    def counted(ev: dict[str, Any]) -> dict[str, Any]:
-        return {**ev, "requests": p.requests - before[0], "queries": p.queries - before[1]}
 
+def _scores_or_labels(
+    resp: httpx.Response, pointers: tuple[str, ...], samples: int, base: dict[str, Any]
+) -> Any:
+    """The value at the first of ``pointers`` that the JSON response has (recorded in ``base``)."""
     if not 200 <= resp.status_code < 300:
-        return _inconclusive_outputs(
-            f"the endpoint answered HTTP {resp.status_code} to {samples} random inputs",
-            counted(base),
+        raise _InconclusiveError(
+            f"the endpoint answered HTTP {resp.status_code} to {samples} random inputs"
         )
     try:
         doc = resp.json()
     except (ValueError, UnicodeDecodeError):
         ctype = resp.headers.get("content-type", "none")
-        return _inconclusive_outputs(
-            f"the response is not JSON (content-type '{ctype}')", counted(base)
-        )
-    value: Any = None
-    used = ""
+        raise _InconclusiveError(f"the response is not JSON (content-type '{ctype}')") from None
     for pointer in pointers:
         try:
             value = resolve_json_pointer(doc, parse_json_pointer(pointer))
         except PointerError:
             continue
-        used = pointer
-        break
-    if not used:
-        return _inconclusive_outputs(
-            f"the response has none of {', '.join(pointers)}", counted(base)
-        )
-    base["response_mapping"] = used
-    try:
-        arr = np.asarray(value)
-    except ValueError:
-        arr = np.asarray([], dtype=object)
-    if arr.ndim == 1 and arr.dtype.kind in "iu" and len(arr) == samples:
-        ev = counted({**base, "form": "labels only", "rows": len(arr)})
-        return [
-            PostureObservation(
-                check="output_detail",
-                passed=True,
-                summary="only labels are returned, no scores",
-                evidence=ev,
-                recommendation="labels only is the strongest output policy; keep it",
-            ),
-            PostureObservation(
-                check="output_precision",
-                passed=True,
-                summary="labels only: no scores to measure",
-                evidence={**ev, "precision": "labels only"},
-                recommendation="none needed",
-            ),
-        ]
-    if arr.ndim != 2 or arr.dtype.kind not in "iuf" or arr.shape != (samples, num_classes):
-        return _inconclusive_outputs(
-            f"'{used}' is not a ({samples}, {num_classes}) array of scores or {samples} labels "
-            f"(shape {arr.shape})",
-            counted(base),
-        )
-    scores = arr.astype(np.float64)
-    if not np.isfinite(scores).all():
-        return _inconclusive_outputs("the scores contain NaN or infinite values", counted(base))
+        base["response_mapping"] = pointer
+        return value
+    raise _InconclusiveError(f"the response has none of {', '.join(pointers)}")
+
+
+def _labels_only(ev: dict[str, Any]) -> list[PostureObservation]:
+    return [
+        PostureObservation(
+            check="output_detail",
+            passed=True,
+            summary="only labels are returned, no scores",
+            evidence=ev,
+            recommendation="labels only is the strongest output policy; keep it",
+        ),
+        PostureObservation(
+            check="output_precision",
+            passed=True,
+            summary="labels only: no scores to measure",
+            evidence={**ev, "precision": "labels only"},
+            recommendation="none needed",
+        ),
+    ]
+
+
+def _detail_observation(
+    scores: NDArray[np.float64], base: dict[str, Any], num_classes: int
+) -> PostureObservation:
+    """How many classes are scored per input (full vectors feed score-based inversion)."""
     nonzero = (scores != 0).sum(axis=1)
     sums = scores.sum(axis=1)
     kmin, kmax = int(nonzero.min()), int(nonzero.max())
@@ -286,40 +264,42 @@ def _probe_outputs(
         form = f"top-{kmax} scores"
     else:
         form = f"partial vectors ({kmin}-{kmax} of {num_classes} classes non-zero)"
-    detail_ev = counted(
-        {
-            **base,
-            "form": form,
-            "rows": samples,
-            "classes": num_classes,
-            "nonzero_per_row": {"min": kmin, "max": kmax, "mean": float(nonzero.mean())},
-            "row_sum": {"min": float(sums.min()), "max": float(sums.max())},
-            "rows_sum_to_one": sums_to_one,
-        }
-    )
+    ev = {
+        **base,
+        "form": form,
+        "rows": len(scores),
+        "classes": num_classes,
+        "nonzero_per_row": {"min": kmin, "max": kmax, "mean": float(nonzero.mean())},
+        "row_sum": {"min": float(sums.min()), "max": float(sums.max())},
+        "rows_sum_to_one": sums_to_one,
+    }
     if kmax == num_classes:
-        detail = PostureObservation(
+        return PostureObservation(
             check="output_detail",
             passed=False,
             summary=f"{form} are returned: every input gets a score for all {num_classes} classes",
-            evidence=detail_ev,
+            evidence=ev,
             recommendation="return only the label, or the top-1/top-k scores, unless clients "
             "need the full vector",
         )
-    else:
-        detail = PostureObservation(
-            check="output_detail",
-            passed=True,
-            summary=f"{form} are returned: at most {kmax} of {num_classes} classes are scored "
-            "per input",
-            evidence=detail_ev,
-            recommendation="keep truncating; labels only leaks least",
-        )
+    return PostureObservation(
+        check="output_detail",
+        passed=True,
+        summary=f"{form} are returned: at most {kmax} of {num_classes} classes are scored per input",
+        evidence=ev,
+        recommendation="keep truncating; labels only leaks least",
+    )
+
+
+def _precision_observation(
+    scores: NDArray[np.float64], detail_ev: dict[str, Any]
+) -> PostureObservation:
+    """How many decimals the returned scores carry (rounding starves gradient estimates)."""
     values = scores[scores != 0]
     decimals = max((_decimals(v) for v in values.tolist()), default=0)
     significant = max((_significant_digits(v) for v in values.tolist()), default=0)
     full_precision = decimals >= FULL_PRECISION_DECIMALS
-    precision_ev = {
+    ev = {
         **detail_ev,
         "max_decimals": decimals,
         "max_significant_digits": significant,
@@ -327,25 +307,63 @@ def _probe_outputs(
         "precision": "full float precision" if full_precision else decimals,
     }
     if full_precision:
-        precision = PostureObservation(
+        return PostureObservation(
             check="output_precision",
             passed=False,
             summary=f"scores carry full float precision (up to {significant} significant digits)",
-            evidence=precision_ev,
+            evidence=ev,
             recommendation="round returned scores to 2 decimals or fewer (Fredrikson et al. "
             "2015), or return labels only",
         )
-    else:
-        precision = PostureObservation(
-            check="output_precision",
-            passed=True,
-            summary=f"scores are rounded to {decimals} decimals",
-            evidence=precision_ev,
-            recommendation="none needed"
-            if decimals <= 2
-            else "consider rounding to 2 decimals or fewer",
-        )
-    return [detail, precision]
+    return PostureObservation(
+        check="output_precision",
+        passed=True,
+        summary=f"scores are rounded to {decimals} decimals",
+        evidence=ev,
+        recommendation="none needed"
+        if decimals <= 2
+        else "consider rounding to 2 decimals or fewer",
+    )
+
+
+def _probe_outputs(
+    p: _Prober,
+    *,
+    pointers: tuple[str, ...],
+    num_classes: int,
+    samples: int,
+    sleep: Callable[[float], None],
+    max_wait: float,
+) -> list[PostureObservation]:
+    """Output detail and precision, measured on one request of ``samples`` random inputs."""
+    before = (p.requests, p.queries)
+    resp = _output_request(p, samples, sleep, max_wait)
+    base: dict[str, Any] = {"status": resp.status_code}
+
+    def counted(ev: dict[str, Any]) -> dict[str, Any]:
+        return {**ev, "requests": p.requests - before[0], "queries": p.queries - before[1]}
+
+    try:
+        value = _scores_or_labels(resp, pointers, samples, base)
+        try:
+            arr = np.asarray(value)
+        except ValueError:
+            arr = np.asarray([], dtype=object)
+        if arr.ndim == 1 and arr.dtype.kind in "iu" and len(arr) == samples:
+            return _labels_only(counted({**base, "form": "labels only", "rows": len(arr)}))
+        if arr.ndim != 2 or arr.dtype.kind not in "iuf" or arr.shape != (samples, num_classes):
+            raise _InconclusiveError(
+                f"'{base['response_mapping']}' is not a ({samples}, {num_classes}) array of "
+                f"scores or {samples} labels (shape {arr.shape})"
+            )
+        scores = arr.astype(np.float64)
+        if not np.isfinite(scores).all():
+            raise _InconclusiveError("the scores contain NaN or infinite values")
+    except _InconclusiveError as exc:
+        return _inconclusive_outputs(str(exc), counted(base))
+    detail = _detail_observation(scores, base, num_classes)
+    detail = replace(detail, evidence=counted(detail.evidence))
+    return [detail, _precision_observation(scores, detail.evidence)]
 
 
 def _probe_rate_limiting(p: _Prober, burst: int) -> PostureObservation:
