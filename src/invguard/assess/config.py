@@ -16,7 +16,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -24,6 +26,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from invguard.catalog.attacks import ATTACK_REGISTRY, AUTO, TABULAR_ATTACKS, build_attack
+from invguard.catalog.defenses import build_output_defense, build_training_defense
 from invguard.config_errors import friendly_error
 from invguard.config_fields import NormalizeConfig
 from invguard.errors import InvGuardError
@@ -141,8 +145,17 @@ class HttpTarget(_Model):
     probe_burst: int = Field(40, ge=1, le=1000)
 
 
+class TabularReferenceTarget(_Model):
+    """A tabular system's reference model, trained by InvGuard on the table's documented training
+    split (``logreg``, ``tree``, ``forest``, ``gbdt`` or ``mlp``; see ``invguard.tabular.models``)."""
+
+    type: Literal["reference"]
+    arch: Literal["logreg", "tree", "forest", "gbdt", "mlp"]
+
+
 TargetConfig = Annotated[
-    PytorchTarget | SklearnTarget | OnnxTarget | HttpTarget, Field(discriminator="type")
+    PytorchTarget | SklearnTarget | OnnxTarget | HttpTarget | TabularReferenceTarget,
+    Field(discriminator="type"),
 ]
 
 
@@ -172,7 +185,73 @@ class NpzData(_Model):
     npz: Path
 
 
-DataConfig = BuiltinData | FolderData | NpzData
+class TabularTable(_Model):
+    """A table whose ``sensitive`` column an attacker infers from the model (attribute inference):
+    the built-in ``adult`` census data, or the user's ``csv`` with its ``label`` column. The model
+    was trained on the documented training split (``seed``); ``rows`` training records are
+    attacked, and with ``non_members`` as many held-out ones, for contrast."""
+
+    dataset: Literal["adult"] | None = None
+    csv: Path | None = None
+    label: str | None = Field(None, min_length=1)
+    categorical: list[str] = Field(default_factory=list)
+    sensitive: str = Field(min_length=1)
+    encoding: Path | None = None
+    rows: int = Field(5000, ge=1)
+    non_members: bool = False
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TabularTable:
+        if self.csv is not None and self.dataset is not None:
+            raise ValueError("give 'dataset' or 'csv', not both")
+        if self.csv is not None and self.label is None:
+            raise ValueError("'csv' needs 'label': the name of the label column")
+        if self.csv is None and (self.label is not None or self.categorical):
+            raise ValueError("'label' and 'categorical' apply to 'csv' only")
+        return self
+
+
+class TabularData(_Model):
+    """Tabular data: ``{tabular: {dataset: adult, sensitive: marital-status}}``."""
+
+    tabular: TabularTable
+
+
+_DATA_KEYS: dict[type[BaseModel], str] = {
+    BuiltinData: "builtin",
+    FolderData: "folder",
+    NpzData: "npz",
+    TabularData: "tabular",
+}
+
+
+def _data_kind(value: Any) -> str | None:
+    """Which data form an entry is, by its key (so errors speak of that form only)."""
+    if isinstance(value, dict):
+        return next((k for k in _DATA_KEYS.values() if k in value), None)
+    return _DATA_KEYS.get(type(value))
+
+
+_DATA_ERROR = "expected one of the keys: builtin, folder, npz, tabular"
+
+ImageDataConfig = Annotated[
+    Annotated[BuiltinData, Tag("builtin")]
+    | Annotated[FolderData, Tag("folder")]
+    | Annotated[NpzData, Tag("npz")],
+    Discriminator(
+        _data_kind,
+        custom_error_type="data_kind",
+        custom_error_message="expected one of the keys: builtin, folder, npz",
+    ),
+]
+DataConfig = Annotated[
+    Annotated[BuiltinData, Tag("builtin")]
+    | Annotated[FolderData, Tag("folder")]
+    | Annotated[NpzData, Tag("npz")]
+    | Annotated[TabularData, Tag("tabular")],
+    Discriminator(_data_kind, custom_error_type="data_kind", custom_error_message=_DATA_ERROR),
+]
 
 
 class BuiltinAuxiliary(_Model):
@@ -236,20 +315,16 @@ class AttackConfig(_Model):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from invguard.assess.registry import ATTACK_REGISTRY, AUTO
-
-        if v != AUTO and v not in ATTACK_REGISTRY:
+        if v != AUTO and v not in ATTACK_REGISTRY and v not in TABULAR_ATTACKS:
             raise ValueError(
                 f"unknown attack {v!r} (expected one of: "
-                f"{', '.join([AUTO, *sorted(ATTACK_REGISTRY)])})"
+                f"{', '.join([AUTO, *sorted([*ATTACK_REGISTRY, *TABULAR_ATTACKS])])})"
             )
         return v
 
     @field_validator("prior")
     @classmethod
     def _prior_applies(cls, v: str | None, info: ValidationInfo) -> str | None:
-        from invguard.assess.registry import ATTACK_REGISTRY
-
         name = info.data.get("name")
         if v is None or name is None:
             return v
@@ -268,11 +343,11 @@ class AttackConfig(_Model):
 
     @model_validator(mode="after")
     def _params_valid(self) -> AttackConfig:
-        from invguard.assess.registry import AUTO, build_attack
-
-        if self.name == AUTO:
+        if self.name == AUTO or self.name in TABULAR_ATTACKS:
             if self.params:
-                raise ValueError("attack 'auto' takes no params (it uses each attack's defaults)")
+                raise ValueError(
+                    f"attack {self.name!r} takes no params (it uses each attack's defaults)"
+                )
             return self
         build_attack(self.name, self.params, self.budget)  # raises ValueError with the reason
         return self
@@ -290,8 +365,6 @@ class TrainingDefenseConfig(_Model):
 
     @model_validator(mode="after")
     def _valid(self) -> TrainingDefenseConfig:
-        from invguard.assess.defend import build_training_defense
-
         build_training_defense(self.name, self.params)  # raises ValueError with the reason
         return self
 
@@ -305,8 +378,6 @@ class OutputDefenseConfig(_Model):
 
     @model_validator(mode="after")
     def _valid(self) -> OutputDefenseConfig:
-        from invguard.assess.defend import build_output_defense
-
         build_output_defense(self.name, self.params, self.steps)  # raises ValueError
         return self
 
@@ -319,7 +390,7 @@ class DefensesConfig(_Model):
     queries: int | None = Field(None, ge=1)  # hard query budget of each black-box attack run
     training: list[TrainingDefenseConfig] = Field(default_factory=list)
     output: list[OutputDefenseConfig] = Field(default_factory=list)
-    public_data: DataConfig | None = None
+    public_data: ImageDataConfig | None = None
 
     @model_validator(mode="after")
     def _something(self) -> DefensesConfig:
@@ -361,6 +432,47 @@ class SystemConfig(_Model):
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"control {sorted(dup)[0]!r} is declared twice")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_data(self) -> SystemConfig:
+        """Tabular systems take tabular attacks and models; image systems the others."""
+        tabular = isinstance(self.data, TabularData)
+        if isinstance(self.target, TabularReferenceTarget) and not tabular:
+            raise _field_error(
+                "SystemConfig",
+                ("target", "type"),
+                "target type 'reference' is a tabular reference model: for images use type "
+                "'pytorch' with 'reference: {arch: ...}'",
+                "reference",
+            )
+        if tabular and isinstance(self.target, PytorchTarget):
+            raise _field_error(
+                "SystemConfig",
+                ("target", "type"),
+                "a tabular system's target is 'reference', 'sklearn', 'onnx' or 'http'",
+                "pytorch",
+            )
+        for j, atk in enumerate(self.attacks):
+            if atk.name != AUTO and (atk.name in TABULAR_ATTACKS) != tabular:
+                kind = "tabular" if tabular else "image"
+                fits = sorted(TABULAR_ATTACKS) if tabular else sorted(ATTACK_REGISTRY)
+                raise _field_error(
+                    "SystemConfig",
+                    ("attacks", j, "name"),
+                    f"attack {atk.name!r} does not apply to {kind} data (expected auto or one of: "
+                    f"{', '.join(fits)})",
+                    atk.name,
+                )
+        for name in ("auxiliary", "defenses"):
+            if tabular and getattr(self, name) is not None:
+                raise _field_error(
+                    "SystemConfig",
+                    (name,),
+                    f"'{name}' applies to image systems only (a tabular system's attacker holds "
+                    "the table's auxiliary rows)",
+                    name,
+                )
         return self
 
     @model_validator(mode="after")

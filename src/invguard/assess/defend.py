@@ -14,124 +14,58 @@ model's weights).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from torch import nn
 
 from invguard import __version__
+from invguard.assess.config import (
+    AttackConfig,
+    BuiltinAuxiliary,
+    ConfigError,
+    DefensesConfig,
+    LoadedConfig,
+    PytorchTarget,
+    SystemConfig,
+)
+from invguard.assess.systems import (
+    BuiltTarget,
+    build_prior,
+    load_auxiliary,
+    load_data,
+    prior_fingerprint,
+)
+from invguard.catalog.attacks import ATTACK_REGISTRY, auto_white_box, build_attack
+from invguard.catalog.defenses import (
+    DEFAULT_OUTPUT,
+    DEFAULT_TRAINING,
+    build_output_defense,
+    build_training_defense,
+)
+from invguard.defenses.evaluation import DefenseEvaluation, PriorFn, StepFn, evaluate_defenses
 from invguard.defenses.training import (
-    TRAINING_DEFENSES,
     Architecture,
-    TrainingDefense,
     UserArchitecture,
     arch_name,
     load_att_faces_public,
 )
-from invguard.defenses.wrappers import OUTPUT_DEFENSES, Compose, OutputDefense
 from invguard.errors import InvalidParameterError
-from invguard.judges import JudgePanel, reference_panel
+from invguard.judges import JudgePanel, is_face_data, reference_panel
 
 if TYPE_CHECKING:
-    from invguard.assess.config import (
-        AttackConfig,
-        DefensesConfig,
-        LoadedConfig,
-        OutputDefenseConfig,
-        SystemConfig,
-    )
     from invguard.assess.history import HistoryStore
-    from invguard.assess.systems import BuiltTarget
     from invguard.attacks.base import Attack
     from invguard.data import ImageDataset
-    from invguard.defenses.evaluation import DefenseEvaluation, PriorFn, StepFn
     from invguard.metrics import Evaluator
     from invguard.models import ModelCache
     from invguard.priors import ImagePrior
     from invguard.targets import Target
 
 EVALUATION_FORMAT = 2  # judged by the judge panel's verdict
-
-# The defences `invguard defend evaluate` measures when no config lists any: the settings measured in
-# benchmarks/eval_training_defenses.py, positive smoothing for comparison, and the output defences.
-DEFAULT_TRAINING: tuple[dict[str, Any], ...] = (
-    {"name": "label-smoothing", "params": {"alpha": -2.0}},
-    {"name": "label-smoothing", "params": {"alpha": 0.1}},
-    {"name": "dp-sgd", "params": {"epsilon": 8.0}},
-    {"name": "mid", "params": {"beta": 0.001}},
-    {"name": "bido", "params": {"lambda_x": 1.0, "lambda_y": 1.0}},
-    {"name": "transfer-learning", "params": {"freeze": 1}},
-)
-DEFAULT_OUTPUT: tuple[dict[str, Any], ...] = (
-    {"name": "round", "params": {"decimals": 1}},
-    {"name": "top_k", "params": {"k": 1}},
-    {"name": "noise", "params": {"sigma": 0.05}},
-    {"name": "reverse_sigmoid", "params": {"beta": 0.8, "gamma": 0.2}},
-    {"name": "label_only"},
-)
-
-
-def _build(cls: type[Any], kind: str, name: str, params: dict[str, Any]) -> Any:
-    fields = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "recipe"}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise ValueError(
-            f"unknown parameter {unknown[0]!r} for {kind} defence {name!r} "
-            f"(expected one of: {', '.join(sorted(fields)) or 'none'})"
-        )
-    try:
-        return cls(**params)
-    except InvalidParameterError as exc:
-        raise ValueError(str(exc)) from exc
-    except TypeError as exc:  # a required parameter is missing
-        missing = [
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.init
-            and f.name not in params
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-        ]
-        if missing:
-            raise ValueError(f"{kind} defence {name!r} needs the parameter {missing[0]!r}") from exc
-        raise ValueError(f"{kind} defence {name!r}: {exc}") from exc
-
-
-def build_training_defense(name: str, params: dict[str, Any]) -> TrainingDefense:
-    """The training-time defence of a config entry; ``ValueError`` (one line) when invalid."""
-    if name not in TRAINING_DEFENSES:
-        raise ValueError(
-            f"unknown training defence {name!r} (expected one of: "
-            f"{', '.join(sorted(TRAINING_DEFENSES))})"
-        )
-    out: TrainingDefense = _build(TRAINING_DEFENSES[name], "training", name, params)
-    return out
-
-
-def build_output_defense(
-    name: str, params: dict[str, Any], steps: Sequence[OutputDefenseConfig] | None = None
-) -> OutputDefense:
-    """The output defence of a config entry (``compose`` chains ``steps``); ``ValueError`` if bad."""
-    if name == "compose":
-        if params:
-            raise ValueError("output defence 'compose' takes 'steps', not 'params'")
-        if not steps:
-            raise ValueError("output defence 'compose' needs at least one entry in 'steps'")
-        return Compose(
-            defenses=tuple(build_output_defense(s.name, s.params, s.steps) for s in steps)
-        )
-    if steps is not None:
-        raise ValueError(f"only 'compose' takes 'steps', not {name!r}")
-    if name not in OUTPUT_DEFENSES:
-        raise ValueError(
-            f"unknown output defence {name!r} (expected one of: "
-            f"{', '.join(sorted([*OUTPUT_DEFENSES, 'compose']))})"
-        )
-    out: OutputDefense = _build(OUTPUT_DEFENSES[name], "output", name, params)
-    return out
 
 
 def attack_suites(
@@ -145,10 +79,6 @@ def attack_suites(
     for the white-box kind the one ``auto`` picks (PPA for a convolutional model when it can get
     an image prior, MI-FACE otherwise), for the black-box kind every one the data allow.
     """
-    from torch import nn
-
-    from invguard.catalog.attacks import ATTACK_REGISTRY, auto_white_box, build_attack
-    from invguard.judges import is_face_data
 
     white: dict[str, Attack] = {}
     black: dict[str, Attack] = {}
@@ -184,7 +114,6 @@ def attack_suites(
 
 def _attack_configs(system: SystemConfig, attacks: dict[str, Attack]) -> dict[str, AttackConfig]:
     """The config entry of each attack of a suite (a default one for a registry default)."""
-    from invguard.assess.config import AttackConfig
 
     out = {a.name: a for a in reversed(system.attacks)}  # the first entry of a name wins
     return {name: out.get(name) or AttackConfig(name=name) for name in attacks}
@@ -202,8 +131,6 @@ def prior_provider(
     """``prior(attack, target)`` for :func:`~invguard.defenses.evaluation.evaluate_defenses`: the
     image prior of each generative-prior attack, prepared on first use and shared by every model
     (it depends on the public data only), except PLG-MI's, prepared for each model it attacks."""
-    from invguard.assess.systems import build_prior
-    from invguard.catalog.attacks import ATTACK_REGISTRY
 
     configs = _attack_configs(system, attacks)
     shared: dict[str, ImagePrior | None] = {}
@@ -228,8 +155,6 @@ def prior_fingerprints(
     system: SystemConfig, attacks: dict[str, Attack], resolve: Any, auxiliary_sha: str | None
 ) -> dict[str, Any]:
     """What the suite's image priors depend on (for the evaluation's content address)."""
-    from invguard.assess.systems import prior_fingerprint
-    from invguard.catalog.attacks import ATTACK_REGISTRY
 
     return {
         name: prior_fingerprint(atk, resolve, auxiliary_sha)
@@ -243,8 +168,6 @@ def public_data_for(
 ) -> ImageDataset | None:
     """Labelled public data for transfer learning: ``defenses.public_data``, or the built-in public
     faces when the system's auxiliary data are ``att-faces-public10``."""
-    from invguard.assess.config import BuiltinAuxiliary
-    from invguard.assess.systems import load_data
 
     if defenses.public_data is not None:
         return load_data(defenses.public_data, f"{where}.public_data", resolve)
@@ -286,9 +209,6 @@ def target_arch(system: SystemConfig, resolve: Any = None) -> Architecture | Non
     """The architecture a training-time defence retrains: a reference one, the user's factory
     (imported from the config's folder, as when the model is loaded), or None (not a PyTorch model
     with an architecture: a torch.export program, ONNX, scikit-learn, a remote API)."""
-    from pathlib import Path
-
-    from invguard.assess.config import PytorchTarget
 
     t = system.target
     if not isinstance(t, PytorchTarget):
@@ -303,7 +223,6 @@ def target_arch(system: SystemConfig, resolve: Any = None) -> Architecture | Non
 
 def no_retraining_reason(system: SystemConfig) -> str | None:
     """Why training-time defences are skipped for this system (None: they are not skipped)."""
-    from invguard.assess.config import PytorchTarget
 
     t = system.target
     if isinstance(t, PytorchTarget) and t.program is not None:
@@ -324,7 +243,6 @@ def _arch_key(system: SystemConfig, resolve: Any) -> str | None:
 
 def check_defenses(system: SystemConfig, dataset: ImageDataset, where: str) -> None:
     """Fail fast on a defence that cannot work on this system (raises ``ConfigError``)."""
-    from invguard.assess.config import ConfigError
 
     d = system.defenses
     if d is None:
@@ -355,7 +273,6 @@ def run_system_defenses(
     panel: JudgePanel | None = None,
 ) -> DefenseEvaluation:
     """Evaluate the system's ``defenses:`` section against its attack suites."""
-    from invguard.defenses.evaluation import evaluate_defenses
 
     d = system.defenses
     assert d is not None
@@ -402,8 +319,6 @@ def evaluate_system_defenses(
     step: StepFn | None = None,
 ) -> DefenseEvaluation:
     """The system's defence evaluation: from the history file when stored, measured otherwise."""
-    from invguard.assess.systems import load_auxiliary
-    from invguard.defenses.evaluation import DefenseEvaluation
 
     assert system.defenses is not None
     where = f"{loaded.path}: systems[{index}]"

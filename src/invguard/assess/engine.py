@@ -25,7 +25,7 @@ from invguard.assess.config import LoadedConfig
 from invguard.assess.defend import evaluate_system_defenses
 from invguard.assess.executors import Executor, InProcessExecutor
 from invguard.assess.history import HistoryStore
-from invguard.assess.plan import plan_jobs, prepare_systems
+from invguard.assess.plan import PreparedSystem, plan_jobs, prepare_systems
 from invguard.assess.records import Assessment, Gallery, SystemResult
 from invguard.assess.run import JobProgress, run_jobs
 from invguard.assess.summarise import summarise_system
@@ -73,7 +73,7 @@ def run_assessment(
             jobs = run_jobs(planned, store, executor, trail, progress)
             evaluations: dict[str, DefenseEvaluation] = {}
             for p in prepared:
-                if p.system.defenses is not None:
+                if isinstance(p, PreparedSystem) and p.system.defenses is not None:
                     evaluations[p.id] = evaluate_system_defenses(
                         loaded,
                         p.index,

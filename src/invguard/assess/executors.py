@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from invguard.assess.config import ConfigError
-from invguard.assess.jobs import JobOutcome, JobSpec, run_job
+from invguard.assess.jobs import JobOutcome, JobSpec
+from invguard.assess.worker import run_job
 from invguard.errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def _ray_job(spec_json: str) -> dict[str, Any]:
     """Ray task body: plain JSON in, plain data out (no pickled InvGuard objects cross the wire)."""
     import json
 
-    from invguard.assess.jobs import JobSpec, pack_images, run_job
+    from invguard.assess.jobs import JobSpec, pack_images
+    from invguard.assess.worker import run_job
 
     spec = JobSpec(**json.loads(spec_json))
     outcome = run_job(spec)

@@ -226,6 +226,87 @@ def measured_finding(
     return finding, leak
 
 
+def tabular_finding(
+    *,
+    system: str,
+    rule_id: str,
+    title: str,
+    attack: str,
+    access: str,
+    outcomes: Sequence[dict[str, Any]],
+) -> tuple[Finding, Leakage]:
+    """The finding of an attribute-inference job, from each seed's headline numbers.
+
+    The baseline is the imputation attack (a model trained on the attacker's auxiliary rows that
+    never queries the target): ``lift`` is the share of its errors the strongest attack gets right,
+    and ``p`` the exact one-sided McNemar test against it (the largest over seeds).
+    """
+    heads = [o["headline"] for o in outcomes]
+    n = len(heads)
+    acc = sum(float(h["accuracy"]) for h in heads) / n
+    base = sum(float(h["baseline_accuracy"]) for h in heads) / n
+    lift = sum(float(h["lift"]) for h in heads) / n
+    p = max(float(h["p_value"]) for h in heads)
+    rows = int(heads[0]["rows"])
+    leak = Leakage(
+        top1=acc,
+        num_classes=int(heads[0]["values"]),
+        attacked=rows,
+        chance=base,
+        lift=lift,
+        p_value=p,
+    )
+    h = heads[0]
+    if leak.significant:
+        summary = (
+            f"{h['best_attack']} ({access}) inferred '{h['attribute']}' of {rows} training records "
+            f"with accuracy {acc:.3f} against {base:.3f} for the {h['baseline']} baseline, which "
+            f"never queries the model ({lift:.0%} of its errors recovered; McNemar p = {p:.1e})."
+        )
+        rec = (
+            "The model reveals the sensitive attribute beyond what the other columns do. Return "
+            "labels or rounded top-1 scores (AML.M0002), limit queries per client (AML.M0004), "
+            "consider dropping or coarsening the attribute's correlates in training, and re-run "
+            "this assessment."
+        )
+    else:
+        summary = (
+            f"No attack inferred '{h['attribute']}' measurably better than the {h['baseline']} "
+            f"baseline (best {h['best_attack']}: accuracy {acc:.3f} against {base:.3f}; McNemar "
+            f"p = {p:.2f}): the model adds nothing measurable to what the other columns reveal."
+        )
+        rec = "No action needed for this attack; keep assessing when the model or data change."
+    evidence: dict[str, Any] = {
+        "attack": attack,
+        "access": access,
+        "attribute": h["attribute"],
+        "best_attack": h["best_attack"],
+        "accuracy": round(acc, 6),
+        "baseline": h["baseline"],
+        "baseline_accuracy": round(base, 6),
+        "prior_accuracy": round(float(h["prior_accuracy"]), 6),
+        "lift": round(lift, 6),
+        "p_value": p,
+        "records_attacked": rows,
+        "seeds": n,
+    }
+    if h.get("non_member_accuracy") is not None:
+        evidence["non_member_accuracy"] = round(float(h["non_member_accuracy"]), 6)
+    finding = Finding(
+        id=f"{rule_id}/{system}/{attack}",
+        rule_id=rule_id,
+        system=system,
+        title=title,
+        severity=severity_of(leak),
+        kind="measured",
+        summary=summary,
+        recommendation=rec,
+        evidence=evidence,
+        references=[OWASP_ML03, ATLAS_T0024_001, *MITIGATIONS],
+    )
+    return finding, leak
+
+
 def control_findings(
     system: str, controls: Sequence[dict[str, Any]], measured_severity: str
 ) -> tuple[list[Finding], int]:

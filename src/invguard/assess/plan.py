@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from invguard.assess.config import ConfigError, LoadedConfig, SystemConfig
 from invguard.assess.config import HttpTarget as HttpTargetConfig
-from invguard.assess.config import LoadedConfig, SystemConfig
 from invguard.assess.defend import check_defenses
 from invguard.assess.jobs import JobSpec, job_key
 from invguard.assess.systems import (
@@ -25,10 +25,18 @@ from invguard.assess.systems import (
     prior_fingerprint,
     probe_posture,
 )
+from invguard.assess.tabular import (
+    expand_tabular_attacks,
+    is_tabular,
+    tabular_fingerprint,
+    tabular_spec,
+)
+from invguard.assess.tabular import target_info as tabular_target_info
 from invguard.catalog.attacks import ATTACK_REGISTRY
 from invguard.data import ImageDataset
 from invguard.judges.reference import reference_evaluator
 from invguard.models import ModelCache
+from invguard.tabular.pipeline import TabularSpec
 
 
 @dataclass
@@ -47,6 +55,64 @@ class PreparedSystem:
     def id(self) -> str:
         return self.system.id
 
+    @property
+    def fingerprint(self) -> str:
+        return self.built.fingerprint
+
+    @property
+    def data_fingerprint(self) -> str:
+        return self.dataset.fingerprint()
+
+    @property
+    def target_info(self) -> dict[str, Any]:
+        return self.built.info
+
+    def data_info(self) -> dict[str, Any]:
+        d = self.dataset
+        return {
+            "name": d.name,
+            "description": d.description,
+            "classes": d.num_classes,
+            "image_shape": list(d.image_shape),
+            "private_images": len(d.y_train),
+        }
+
+
+@dataclass
+class PreparedTable:
+    """One checked tabular system: its attribute-inference spec and what its result depends on."""
+
+    index: int
+    system: SystemConfig
+    spec: TabularSpec
+    fingerprint: str
+    target_info: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    auxiliary_sha: str | None = None
+    posture: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.system.id
+
+    @property
+    def data_fingerprint(self) -> str:
+        return "tabular"  # the table's content is part of ``fingerprint``
+
+    def data_info(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "kind": "tabular",
+            "name": s.csv.name if s.csv is not None else s.dataset,
+            "description": f"table; sensitive column '{s.sensitive}'",
+            "sensitive": s.sensitive,
+            "records_attacked": s.rows,
+            "non_members": s.non_members,
+        }
+
+
+Prepared = PreparedSystem | PreparedTable
+
 
 @dataclass(frozen=True)
 class PlannedJob:
@@ -56,10 +122,24 @@ class PlannedJob:
     attack_index: int
 
 
-def prepare_systems(loaded: LoadedConfig, cache: ModelCache) -> list[PreparedSystem]:
+def _prepare_table(loaded: LoadedConfig, i: int) -> PreparedTable:
+    system = expand_tabular_attacks(loaded.config.systems[i])
+    try:
+        spec = tabular_spec(system, f"systems[{i}]", loaded.resolve)
+    except ConfigError as exc:
+        raise ConfigError(f"{loaded.path}: {exc}") from exc
+    return PreparedTable(
+        i, system, spec, tabular_fingerprint(system, spec), tabular_target_info(system, spec)
+    )
+
+
+def prepare_systems(loaded: LoadedConfig, cache: ModelCache) -> list[Prepared]:
     """Load and check every system of ``loaded`` (nothing runs if one is wrong)."""
-    prepared = []
+    prepared: list[Prepared] = []
     for i in range(len(loaded.config.systems)):
+        if is_tabular(loaded.config.systems[i]):
+            prepared.append(_prepare_table(loaded, i))
+            continue
         system, dataset, built = prepare_system(loaded, i, cache)
         aux_sha = None
         if system.auxiliary is not None:
@@ -69,17 +149,16 @@ def prepare_systems(loaded: LoadedConfig, cache: ModelCache) -> list[PreparedSys
         system, skipped = expand_attacks(system, built, dataset)
         check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
         prepared.append(PreparedSystem(i, system, dataset, built, skipped, aux_sha))
-    for p in prepared:
+    images = [p for p in prepared if isinstance(p, PreparedSystem)]
+    for p in images:
         if isinstance(p.system.target, HttpTargetConfig) and p.system.target.probe:
             p.posture = probe_posture(p.system.target, p.dataset, f"systems[{p.index}].target")
-    for p in prepared:  # warm the evaluator cache once, before workers need it
+    for p in images:  # warm the evaluator cache once, before workers need it
         reference_evaluator(p.dataset, cache=cache)
     return prepared
 
 
-def plan_jobs(
-    prepared: list[PreparedSystem], loaded: LoadedConfig, cache_root: Path
-) -> list[PlannedJob]:
+def plan_jobs(prepared: list[Prepared], loaded: LoadedConfig, cache_root: Path) -> list[PlannedJob]:
     """One content-addressed job per system, attack and seed."""
     planned: list[PlannedJob] = []
     for p in prepared:
@@ -91,12 +170,14 @@ def plan_jobs(
                 "budget": atk.budget.model_dump(mode="json"),
                 "classes": atk.classes,
             }
-            if ATTACK_REGISTRY[atk.name].needs_prior:  # the other attacks' keys stay as they were
+            if (
+                atk.name in ATTACK_REGISTRY and ATTACK_REGISTRY[atk.name].needs_prior
+            ):  # the other attacks' keys stay as they were
                 attack_desc["prior"] = prior_fingerprint(atk, loaded.resolve, p.auxiliary_sha)
             for seed in atk.seeds:
                 key = job_key(
-                    system_fingerprint=p.built.fingerprint,
-                    data_fingerprint=p.dataset.fingerprint(),
+                    system_fingerprint=p.fingerprint,
+                    data_fingerprint=p.data_fingerprint,
                     attack=attack_desc,
                     seed=seed,
                 )
@@ -115,4 +196,11 @@ def plan_jobs(
     return planned
 
 
-__all__ = ["PlannedJob", "PreparedSystem", "plan_jobs", "prepare_systems"]
+__all__ = [
+    "PlannedJob",
+    "Prepared",
+    "PreparedSystem",
+    "PreparedTable",
+    "plan_jobs",
+    "prepare_systems",
+]

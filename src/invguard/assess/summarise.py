@@ -25,9 +25,10 @@ from invguard.assess.findings import (
 )
 from invguard.assess.history import HistoryStore
 from invguard.assess.jobs import JobOutcome
-from invguard.assess.plan import PlannedJob, PreparedSystem
+from invguard.assess.plan import PlannedJob, Prepared, PreparedSystem
 from invguard.assess.records import Gallery, SystemResult
 from invguard.assess.run import JobRun
+from invguard.assess.tabular import tabular_attack_finding
 from invguard.catalog.attacks import ATTACK_REGISTRY
 from invguard.catalog.rules import SEVERITY_RANK
 from invguard.defenses.evaluation import DefenseEvaluation
@@ -100,7 +101,7 @@ def _attack_finding(
 
 
 def _measure(
-    prep: PreparedSystem,
+    prep: Prepared,
     planned: list[PlannedJob],
     jobs: JobRun,
     evaluation: DefenseEvaluation | None,
@@ -121,28 +122,20 @@ def _measure(
         ok = [jobs.outcomes[p.spec.key] for p in mine if jobs.outcomes[p.spec.key].status == "ok"]
         if not ok:
             continue
-        finding, leak = _attack_finding(prep, atk, ok, evaluation)
+        if not isinstance(prep, PreparedSystem):
+            finding, leak = tabular_attack_finding(prep.id, atk.name, ok)
+        else:
+            finding, leak = _attack_finding(prep, atk, ok, evaluation)
+            gallery = _gallery(ok[0], prep)
+            if gallery is not None:
+                out.galleries[finding.id] = gallery
         out.findings.append(finding)
         out.leaks.append(leak)
-        gallery = _gallery(ok[0], prep)
-        if gallery is not None:
-            out.galleries[finding.id] = gallery
     return out
 
 
-def _data_info(prep: PreparedSystem) -> dict[str, Any]:
-    d = prep.dataset
-    return {
-        "name": d.name,
-        "description": d.description,
-        "classes": d.num_classes,
-        "image_shape": list(d.image_shape),
-        "private_images": len(d.y_train),
-    }
-
-
 def summarise_system(
-    prep: PreparedSystem,
+    prep: Prepared,
     planned: list[PlannedJob],
     jobs: JobRun,
     evaluation: DefenseEvaluation | None,
@@ -169,8 +162,8 @@ def summarise_system(
         id=prep.id,
         name=prep.system.name or prep.id,
         owner=prep.system.owner,
-        target=prep.built.info,
-        data=_data_info(prep),
+        target=prep.target_info,
+        data=prep.data_info(),
         risk_score=score,
         risk_level=risk_level(score),
         previous_risk=None if prev is None else prev[1],

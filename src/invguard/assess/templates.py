@@ -4,7 +4,7 @@ EXAMPLE_CONFIG = """\
 # InvGuard assessment configuration. Run it with:  invguard assess -c invguard.yaml
 # Relative paths are relative to this file. Reference: README, "Assessment".
 version: 1
-name: AT&T faces classifiers
+name: AT&T faces and census income classifiers
 
 # CI gate: exit 1 when a finding is at or above this severity
 # (critical, high, medium, low, info, none). `invguard assess --fail-on` overrides it.
@@ -57,4 +57,20 @@ systems:
       - name: miface
         seeds: [0]
         budget: {iterations: 1000}
+
+  # A tabular model: can an attacker infer a training record's marital status from the census
+  # income model, beyond what the record's other columns reveal (attribute inference, Fredrikson
+  # et al. 2014; Mehnaz et al. 2022)? `reference` trains InvGuard's own model on the table's
+  # documented split (logreg, tree, forest, gbdt, mlp); for your own model use
+  #   target: {type: sklearn, model: models/census.skops}   (its <stem>.encoding.json beside it)
+  #   target: {type: onnx, model: models/census.onnx}
+  # and for your own table  data: {tabular: {csv: data/census.csv, label: income, sensitive: ...}}
+  - id: census-income
+    name: Census income classifier
+    owner: ml-platform@example.com
+    target: {type: reference, arch: tree}
+    data:
+      tabular: {dataset: adult, sensitive: marital-status, rows: 1000}
+    attacks:
+      - name: attribute           # baselines and every attribute attack the model allows
 """

@@ -116,6 +116,28 @@ ATTACK_REGISTRY: dict[str, AttackInfo] = {
 }
 
 
+@dataclass(frozen=True)
+class TabularAttackInfo:
+    """An attack on a tabular system: one job runs the baselines and every attribute-inference
+    attack the model allows (:func:`invguard.tabular.report.default_attacks`)."""
+
+    name: str
+    access: str
+    rule_id: str
+    title: str
+
+
+TABULAR_ATTACKS: dict[str, TabularAttackInfo] = {
+    "attribute": TabularAttackInfo(
+        name="attribute",
+        access="black-box scores",
+        rule_id="IG-AI-001",
+        title="A sensitive attribute of training records inferred from the model beyond what the "
+        "other columns reveal (attribute inference, Fredrikson et al. 2014; Mehnaz et al. 2022)",
+    ),
+}
+
+
 def build_attack(
     name: str, params: dict[str, Any], budget: IterationBudget | None = None
 ) -> Attack:

@@ -452,14 +452,15 @@ def evaluate_defenses(
     started = time.perf_counter()
     request = InversionRequest(classes=classes, auxiliary=auxiliary_images)
     say = step or (lambda _msg: None)
-    judging = Judging(evaluator)
-    if panel is not None:
-        say("calibrating the judges against the undefended model")
-        cls = request.resolve_classes(baseline.num_classes)
-        judging = Judging(
-            evaluator, panel, calibrate(panel, run_calibration(dataset, cls, baseline))
-        )
-
+    camp = _Campaign(
+        dataset,
+        _judging(dataset, baseline, evaluator, panel, request, say),
+        request,
+        seed,
+        query_budget,
+        priors,
+        say,
+    )
     base = DefenseRow(
         name="none",
         kind="none",
@@ -469,67 +470,12 @@ def evaluate_defenses(
         test_accuracy=_accuracy(baseline, dataset),
     )
     say("undefended model")
-    _attack_row(
-        base,
-        baseline,
-        {**white_box, **black_box},
-        dataset,
-        judging,
-        request,
-        seed,
-        query_budget,
-        priors,
-    )
+    camp.attack(base, baseline, {**white_box, **black_box})
     rows = [base]
-
     for d in training:
-        row = DefenseRow(
-            name=_describe(d),
-            kind="training",
-            defense=d.name,
-            params=_params(d),
-            description=(d.__doc__ or "").strip().splitlines()[0],
-        )
-        rows.append(row)
-        if arch is None:
-            row.error = f"skipped: {no_retraining}"
-            continue
-        say(f"training {row.name}")
-        try:
-            defended = d.train(dataset, arch, seed=seed, cache=cache, auxiliary=public_data)
-        except InvGuardError as exc:
-            row.error = str(exc).splitlines()[0]
-            log.warning("defence %s could not be trained: %s", row.name, row.error)
-            continue
-        row.test_accuracy = defended.test_accuracy
-        row.train_seconds = defended.seconds
-        row.facts = defended.facts
-        target = TorchTarget(defended.model, input_shape=dataset.image_shape)
-        say(f"attacking {row.name}")
-        _attack_row(row, target, white_box, dataset, judging, request, seed, query_budget, priors)
-
+        rows.append(_training_row(d, arch, no_retraining, public_data, cache, white_box, camp))
     for o in output:
-        row = DefenseRow(
-            name=_describe(o),
-            kind="output",
-            defense=o.name,
-            params=_params(o),
-            description=o.describe(),
-        )
-        rows.append(row)
-        say(f"attacking {row.name}")
-        try:
-            wrapped = o.wrap(baseline)
-        except InvGuardError as exc:
-            row.error = str(exc).splitlines()[0]
-            continue
-        row.test_accuracy = _accuracy(wrapped, dataset)
-        fitting = {k: a for k, a in black_box.items() if _fits(a, wrapped)}
-        if not fitting:
-            row.error = "no black-box attack fits this output (add auxiliary data for label-only)"
-            continue
-        _attack_row(row, wrapped, fitting, dataset, judging, request, seed, query_budget)
-
+        rows.append(_output_row(o, baseline, black_box, camp))
     threats = {}
     for threat, suite in (("white-box", white_box), ("black-box", black_box)):
         result = compare(threat, rows, list(suite), max_accuracy_drop)
@@ -544,6 +490,112 @@ def evaluate_defenses(
         threats=threats,
         seconds=time.perf_counter() - started,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Campaign:
+    """What every attack run of one evaluation shares: data, judging, request, seed and budgets."""
+
+    dataset: ImageDataset
+    judging: Judging
+    request: InversionRequest
+    seed: int
+    query_budget: int | None
+    priors: PriorFn | None
+    say: StepFn
+
+    def attack(
+        self, row: DefenseRow, target: Target, attacks: Mapping[str, Attack], *, priors: bool = True
+    ) -> None:
+        _attack_row(
+            row,
+            target,
+            attacks,
+            self.dataset,
+            self.judging,
+            self.request,
+            self.seed,
+            self.query_budget,
+            self.priors if priors else None,
+        )
+
+
+def _judging(
+    dataset: ImageDataset,
+    baseline: Target,
+    evaluator: Evaluator,
+    panel: JudgePanel | None,
+    request: InversionRequest,
+    say: StepFn,
+) -> Judging:
+    """The evaluation model, and the panel calibrated once against the undefended model."""
+    if panel is None:
+        return Judging(evaluator)
+    say("calibrating the judges against the undefended model")
+    cls = request.resolve_classes(baseline.num_classes)
+    return Judging(evaluator, panel, calibrate(panel, run_calibration(dataset, cls, baseline)))
+
+
+def _training_row(
+    d: TrainingDefense,
+    arch: Architecture | None,
+    no_retraining: str | None,
+    public_data: ImageDataset | None,
+    cache: ModelCache | None,
+    white_box: Mapping[str, Attack],
+    camp: _Campaign,
+) -> DefenseRow:
+    """Retrain with training-time defence ``d``, then run the white-box attacks against it."""
+    row = DefenseRow(
+        name=_describe(d),
+        kind="training",
+        defense=d.name,
+        params=_params(d),
+        description=(d.__doc__ or "").strip().splitlines()[0],
+    )
+    if arch is None:
+        row.error = f"skipped: {no_retraining}"
+        return row
+    camp.say(f"training {row.name}")
+    try:
+        defended = d.train(camp.dataset, arch, seed=camp.seed, cache=cache, auxiliary=public_data)
+    except InvGuardError as exc:
+        row.error = str(exc).splitlines()[0]
+        log.warning("defence %s could not be trained: %s", row.name, row.error)
+        return row
+    row.test_accuracy = defended.test_accuracy
+    row.train_seconds = defended.seconds
+    row.facts = defended.facts
+    target = TorchTarget(defended.model, input_shape=camp.dataset.image_shape)
+    camp.say(f"attacking {row.name}")
+    camp.attack(row, target, white_box)
+    return row
+
+
+def _output_row(
+    o: OutputDefense, baseline: Target, black_box: Mapping[str, Attack], camp: _Campaign
+) -> DefenseRow:
+    """Wrap the undefended model in output defence ``o``; run the black-box attacks that fit."""
+    row = DefenseRow(
+        name=_describe(o),
+        kind="output",
+        defense=o.name,
+        params=_params(o),
+        description=o.describe(),
+    )
+    camp.say(f"attacking {row.name}")
+    try:
+        wrapped = o.wrap(baseline)
+    except InvGuardError as exc:
+        row.error = str(exc).splitlines()[0]
+        return row
+    row.test_accuracy = _accuracy(wrapped, camp.dataset)
+    fitting = {k: a for k, a in black_box.items() if _fits(a, wrapped)}
+    if not fitting:
+        row.error = "no black-box attack fits this output (add auxiliary data for label-only)"
+        return row
+    camp.attack(row, wrapped, fitting, priors=False)
+    return row
 
 
 __all__ = [

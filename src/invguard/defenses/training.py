@@ -36,6 +36,7 @@ import json
 import logging
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -248,6 +249,62 @@ class TrainingDefense(ABC):
         ``auxiliary`` is labelled public data, used only by defences that need it
         (:class:`TransferLearning`); the others ignore it.
         """
+        version = self._validate(dataset, arch, seed, cache)
+        aux = auxiliary if self.needs_auxiliary else None
+        self._check(dataset, arch, aux)
+        key = cache_key(
+            role="defended-target",
+            defense=self.name,
+            params=self,
+            recipe=self._recipe(arch),
+            dataset=dataset.fingerprint(),
+            auxiliary=aux.fingerprint() if aux is not None else None,
+            arch=arch_name(arch),
+            arch_version=version,
+            seed=seed,
+            defense_format=DEFENSE_FORMAT,
+        )
+        cached = self._from_cache(cache, key, dataset, arch, seed) if cache is not None else None
+        if cached is not None:
+            return cached
+        log.info(
+            "training %s-defended '%s' on %s (seed %d)",
+            self.name,
+            arch_name(arch),
+            dataset.name,
+            seed,
+        )
+        if isinstance(arch, UserArchitecture):  # its dropout or noise draw from torch's global RNG
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                fitted = self._fit(dataset, arch, seed, aux)
+        else:
+            fitted = self._fit(dataset, arch, seed, aux)
+        model = fitted.model.eval()
+        train_acc = accuracy(model, dataset.x_train, dataset.y_train)
+        test_acc = accuracy(model, dataset.x_test, dataset.y_test) if len(dataset.y_test) else None
+        record = {
+            "role": "defended-target",
+            "defense": self.name,
+            "params": dataclasses.asdict(self),  # type: ignore[call-overload]
+            "arch": arch_name(arch),
+            "dataset": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint(),
+            "auxiliary": aux.name if aux is not None else None,
+            "input_shape": list(dataset.image_shape),
+            "num_classes": dataset.num_classes,
+            "seed": seed,
+            "train_accuracy": train_acc,
+            "test_accuracy": test_acc,
+            "seconds": fitted.seconds,
+            "facts": fitted.facts,
+        }
+        if cache is not None:
+            cache.save(key, model.state_dict(), record)
+        return self._defended(model, dataset, arch, seed, record, key, from_cache=False)
+
+    def _validate(self, dataset: object, arch: Architecture, seed: int, cache: object) -> int | str:
+        """Check ``train``'s arguments; the architecture's version (part of the cache key)."""
         if not isinstance(dataset, ImageDataset):
             raise InvalidParameterError(
                 f"The 'dataset' parameter must be an ImageDataset, got {type(dataset).__name__}"
@@ -268,97 +325,52 @@ class TrainingDefense(ABC):
             raise InvalidParameterError(
                 f"The 'cache' parameter must be a ModelCache or None, got {type(cache).__name__}"
             )
-        aux = auxiliary if self.needs_auxiliary else None
-        self._check(dataset, arch, aux)
-        key = cache_key(
-            role="defended-target",
+        return version
+
+    def _from_cache(
+        self, cache: ModelCache, key: str, dataset: ImageDataset, arch: Architecture, seed: int
+    ) -> DefendedModel | None:
+        """The defended model stored under ``key``, or None (missing or unusable: retrain)."""
+        hit = cache.load(key)
+        if hit is None:
+            return None
+        state, record = hit
+        model = self._skeleton(arch, dataset.image_shape, dataset.num_classes)
+        try:
+            model.load_state_dict(state)
+            if not isinstance(record.get("train_accuracy"), float):
+                raise RuntimeError("no training record")
+        except RuntimeError:
+            log.warning("cached %s model %s is unusable; retraining", self.name, key[:12])
+            return None
+        return self._defended(model.eval(), dataset, arch, seed, record, key, from_cache=True)
+
+    def _defended(
+        self,
+        model: nn.Module,
+        dataset: ImageDataset,
+        arch: Architecture,
+        seed: int,
+        record: Mapping[str, Any],
+        key: str,
+        *,
+        from_cache: bool,
+    ) -> DefendedModel:
+        return DefendedModel(
             defense=self.name,
-            params=self,
-            recipe=self._recipe(arch),
-            dataset=dataset.fingerprint(),
-            auxiliary=aux.fingerprint() if aux is not None else None,
-            arch=arch_name(arch),
-            arch_version=version,
-            seed=seed,
-            defense_format=DEFENSE_FORMAT,
-        )
-        params = dataclasses.asdict(self)  # type: ignore[call-overload]
-        hit = cache.load(key) if cache is not None else None
-        if hit is not None:
-            state, record = hit
-            model = self._skeleton(arch, dataset.image_shape, dataset.num_classes)
-            try:
-                model.load_state_dict(state)
-                if not isinstance(record.get("train_accuracy"), float):
-                    raise RuntimeError("no training record")
-            except RuntimeError:
-                log.warning("cached %s model %s is unusable; retraining", self.name, key[:12])
-            else:
-                model.eval()
-                return DefendedModel(
-                    defense=self.name,
-                    params=params,
-                    model=model,
-                    arch=arch_name(arch),
-                    input_shape=dataset.image_shape,
-                    num_classes=dataset.num_classes,
-                    seed=seed,
-                    train_accuracy=float(record["train_accuracy"]),
-                    test_accuracy=record.get("test_accuracy"),
-                    seconds=float(record.get("seconds", 0.0)),
-                    facts=dict(record.get("facts", {})),
-                    cache_key=key,
-                    from_cache=True,
-                )
-        log.info(
-            "training %s-defended '%s' on %s (seed %d)",
-            self.name,
-            arch_name(arch),
-            dataset.name,
-            seed,
-        )
-        if isinstance(arch, UserArchitecture):  # its dropout or noise draw from torch's global RNG
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                fitted = self._fit(dataset, arch, seed, aux)
-        else:
-            fitted = self._fit(dataset, arch, seed, aux)
-        model = fitted.model.eval()
-        train_acc = accuracy(model, dataset.x_train, dataset.y_train)
-        test_acc = accuracy(model, dataset.x_test, dataset.y_test) if len(dataset.y_test) else None
-        out = DefendedModel(
-            defense=self.name,
-            params=params,
+            params=dataclasses.asdict(self),  # type: ignore[call-overload]
             model=model,
             arch=arch_name(arch),
             input_shape=dataset.image_shape,
             num_classes=dataset.num_classes,
             seed=seed,
-            train_accuracy=train_acc,
-            test_accuracy=test_acc,
-            seconds=fitted.seconds,
-            facts=fitted.facts,
+            train_accuracy=float(record["train_accuracy"]),
+            test_accuracy=record.get("test_accuracy"),
+            seconds=float(record.get("seconds", 0.0)),
+            facts=dict(record.get("facts", {})),
             cache_key=key,
+            from_cache=from_cache,
         )
-        if cache is not None:
-            record = {
-                "role": "defended-target",
-                "defense": self.name,
-                "params": params,
-                "arch": arch_name(arch),
-                "dataset": dataset.name,
-                "dataset_fingerprint": dataset.fingerprint(),
-                "auxiliary": aux.name if aux is not None else None,
-                "input_shape": list(dataset.image_shape),
-                "num_classes": dataset.num_classes,
-                "seed": seed,
-                "train_accuracy": train_acc,
-                "test_accuracy": test_acc,
-                "seconds": fitted.seconds,
-                "facts": fitted.facts,
-            }
-            cache.save(key, model.state_dict(), record)
-        return out
 
     def _recipe(self, arch: Architecture) -> TrainConfig:
         own = getattr(self, "recipe", None)

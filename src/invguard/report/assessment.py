@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from invguard import __version__
-from invguard.catalog.attacks import ATTACK_REGISTRY
+from invguard.catalog.attacks import ATTACK_REGISTRY, TABULAR_ATTACKS
 from invguard.catalog.rules import CONTROL_RULES, JOB_FAILED_RULE, POSTURE_RULES, SEVERITY_RANK
 from invguard.report.images import data_uri, png_bytes
 
@@ -61,6 +61,35 @@ def _rules() -> list[dict[str, Any]]:
                         "security",
                         "privacy",
                         "model-inversion",
+                        "OWASP-ML03",
+                        "AML.T0024.001",
+                    ],
+                    "precision": "high",
+                },
+            }
+        )
+    for tab in TABULAR_ATTACKS.values():
+        rules.append(
+            {
+                "id": tab.rule_id,
+                "name": "AttributeInference",
+                "shortDescription": {"text": tab.title},
+                "fullDescription": {
+                    "text": "InvGuard inferred a sensitive column of the model's training records "
+                    "and compared the strongest attack with an imputation baseline that never "
+                    "queries the model (exact McNemar test)."
+                },
+                "helpUri": INFORMATION_URI,
+                "help": {
+                    "text": "Severity follows the share of the imputation baseline's errors the "
+                    "attack recovers, when significant: see the InvGuard README, 'Severity and "
+                    "risk'."
+                },
+                "properties": {
+                    "tags": [
+                        "security",
+                        "privacy",
+                        "attribute-inference",
                         "OWASP-ML03",
                         "AML.T0024.001",
                     ],
