@@ -119,6 +119,10 @@ def test_a_valid_config_and_its_defaults(tmp_path: Path) -> None:
         ),
         ({"output": [{"name": "top_k", "params": {"kk": 3}}]}, "output[0].params.kk: unknown"),
         (
+            {"output": [{"name": "top_k", "params": {"type": "top_k", "k": 3}}]},
+            "output[0].params.type: unknown field (the step is named by 'name')",
+        ),
+        (
             {"keys": [{"id": "a", "sha256": "0" * 64, "output": [{"name": "round", "params": 2}]}]},
             "keys[0].output[0].params: must be a mapping of the step's parameters",
         ),

@@ -206,9 +206,12 @@ def _canonical_step(value: dict[str, Any], handler: ValidatorFunctionWrapHandler
     if name not in STEP_NAMES:
         msg = f"unknown output step {name!r} (expected one of: {', '.join(STEP_NAMES)})"
         raise _step_error([_value_error(("name",), msg, name)])
-    if not isinstance(params, dict) or "type" in params:
+    if not isinstance(params, dict):
         msg = "must be a mapping of the step's parameters, e.g. {k: 3}"
         raise _step_error([_value_error(("params",), msg, params)])
+    if "type" in params:
+        msg = "unknown field (the step is named by 'name')"
+        raise _step_error([_value_error(("params", "type"), msg, params["type"])])
     try:
         return handler({"type": name, **params})
     except ValidationError as exc:
