@@ -1,7 +1,9 @@
-"""One-line messages for pydantic validation errors: the field path, what was expected, what came.
+"""Configuration errors: :class:`ConfigError`, and one-line messages for pydantic validation
+errors (the field path, what was expected, what came).
 
-Shared by the assessment config (:mod:`invguard.assess.config`) and the gateway config
-(:mod:`invguard.gateway.config`), e.g. ``systems[0].targt: unknown field (did you mean 'target'?)``.
+Shared by the assessment config (:mod:`invguard.assess.config`), the gateway config
+(:mod:`invguard.gateway.config`) and the model sources both use (:mod:`invguard.models.sources`),
+e.g. ``systems[0].targt: unknown field (did you mean 'target'?)``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
+
+from invguard.errors import InvGuardError
 
 Loc = tuple[int | str, ...]
 
@@ -33,6 +37,16 @@ _WITH_INPUT = frozenset(
         "string_pattern_mismatch",
     }
 )
+
+
+class ConfigError(InvGuardError):
+    """A configuration (a file, or a field of one) is missing, unreadable or invalid; the message
+    is one line that names the file and the field."""
+
+
+def is_validator_tag(part: int | str) -> bool:
+    """pydantic adds ``function-after[...]`` (a model validator) to error locations; not a field."""
+    return isinstance(part, str) and part.startswith(("function-after[", "function-wrap["))
 
 
 def format_loc(loc: Loc) -> str:
@@ -130,4 +144,11 @@ def friendly_error(
     return f"{path}: {msg}" if path else msg
 
 
-__all__ = ["format_loc", "friendly_error", "inner_model", "known_fields"]
+__all__ = [
+    "ConfigError",
+    "format_loc",
+    "friendly_error",
+    "inner_model",
+    "is_validator_tag",
+    "known_fields",
+]

@@ -148,3 +148,34 @@ def test_missing_csv_is_a_config_error_before_any_job(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"systems\[0\]\.data\.tabular\.csv: file not found"):
         run_assessment(load_config(path), cache_dir=tmp_path / "cache")
     assert not (tmp_path / "invguard-assessment").exists()
+
+
+def test_tabular_system_behind_an_http_endpoint(tmp_path: Path) -> None:
+    """The same memorising tree, served over loopback HTTP: black-box scores still leak it."""
+    from invguard.gateway.model_server import PREDICT_PATH, create_model_app, serve_in_thread
+    from invguard.tabular.data import load_csv
+    from invguard.tabular.models import train_tabular_model
+    from invguard.tabular.scenario import build_scenario
+
+    table = _table(tmp_path / "noise.csv")
+    scenario = build_scenario(load_csv(table, label="label"), "group", seed=0)
+    tree = train_tabular_model("tree", scenario.train_x, scenario.train_y, seed=0).model
+    app = create_model_app(
+        tree.predict_proba, input_shape=(scenario.encoder.n_features,), num_classes=2
+    )
+    with serve_in_thread(app) as base:
+        path = tmp_path / "invguard.yaml"
+        path.write_text(
+            "version: 1\noutput_dir: out\nhistory_db: h.db\naudit_db: null\nsystems:\n"
+            f"  - id: api\n    target: {{type: http, url: '{base}{PREDICT_PATH}'}}\n"
+            "    data: {tabular: {csv: noise.csv, label: label, sensitive: group, rows: 300}}\n"
+            "    attacks: [{name: auto}]\n",
+            encoding="utf-8",
+        )
+        assessment = run_assessment(load_config(path), cache_dir=tmp_path / "cache")
+    (finding,) = [f for f in assessment.findings if f.rule_id == "IG-AI-001"]
+    assert assessment.systems[0].target["type"] == "http"
+    assert finding.evidence["accuracy"] >= 0.7
+    assert finding.evidence["p_value"] < 1e-6
+    assert finding.severity == "high"  # measured: 0.783 against 0.433, lift 0.62
+    assert assessment.systems[0].jobs[0]["queries"] > 0

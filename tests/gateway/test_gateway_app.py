@@ -213,16 +213,19 @@ def test_output_policy_global_and_per_key(
     serve_gateway: GatewayFactory, digits: ImageDataset
 ) -> None:
     over = {
-        "output": [{"type": "top_k", "k": 3}, {"type": "round", "decimals": 2}],
+        "output": [
+            {"name": "top_k", "params": {"k": 3}},
+            {"name": "round", "params": {"decimals": 2}},
+        ],
         "keys": [
             {"id": "alice", "sha256": hash_api_key(KEYS["alice"])},
-            {"id": "bob", "sha256": hash_api_key(KEYS["bob"]), "output": [{"type": "label_only"}]},
+            {"id": "bob", "sha256": hash_api_key(KEYS["bob"]), "output": [{"name": "label_only"}]},
             {
                 "id": "mallory",
                 "sha256": hash_api_key(KEYS["mallory"]),
                 "output": [
-                    {"type": "noise", "sigma": 0.05, "seed": 1},
-                    {"type": "reverse_sigmoid", "beta": 0.5},
+                    {"name": "noise", "params": {"sigma": 0.05, "seed": 1}},
+                    {"name": "reverse_sigmoid", "params": {"beta": 0.5}},
                 ],
             },
         ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import yaml
 
 from invguard.gateway.app import Backend, Gateway, build_policy
 from invguard.gateway.config import (
+    EXAMPLE_CONFIG,
     GatewayConfigError,
     hash_api_key,
     load_gateway_config,
@@ -101,6 +104,29 @@ def test_a_valid_config_and_its_defaults(tmp_path: Path) -> None:
             {"model": {"type": "upstream", "url": "ftp://x"}},
             "model.url: string should match pattern",
         ),
+        (
+            {"output": [{"name": "top_k", "params": {"k": 0}}]},
+            "output[0].params.k: input should be greater",
+        ),
+        (
+            {"output": [{"name": "blur"}]},
+            "output[0].name: unknown output step 'blur' (expected one of: round, top_k, "
+            "label_only, noise, reverse_sigmoid)",
+        ),
+        (
+            {"output": [{"name": "top_k", "k": 3}]},
+            "output[0].k: unknown field (an output step has 'name' and 'params')",
+        ),
+        ({"output": [{"name": "top_k", "params": {"kk": 3}}]}, "output[0].params.kk: unknown"),
+        (
+            {"output": [{"name": "top_k", "params": {"type": "top_k", "k": 3}}]},
+            "output[0].params.type: unknown field (the step is named by 'name')",
+        ),
+        (
+            {"keys": [{"id": "a", "sha256": "0" * 64, "output": [{"name": "round", "params": 2}]}]},
+            "keys[0].output[0].params: must be a mapping of the step's parameters",
+        ),
+        # the deprecated spelling's errors name its fields too
         ({"output": [{"type": "top_k", "k": 0}]}, "output[0].k: input should be greater"),
         ({"output": [{"type": "blur"}]}, "output[0].type: unknown type 'blur'"),
         ({"rate_limit": {"rate": 0, "burst": 1}}, "rate_limit.rate: input should be greater"),
@@ -127,12 +153,64 @@ def test_policy_errors_name_the_field(tmp_path: Path) -> None:
         build_policy(
             parse_gateway_config(
                 raw_config(
-                    tmp_path, output=[{"type": "round", "decimals": 2}, {"type": "top_k", "k": 11}]
+                    tmp_path,
+                    output=[
+                        {"name": "round", "params": {"decimals": 2}},
+                        {"name": "top_k", "params": {"k": 11}},
+                    ],
                 )
             ).config.output,
             10,
             "output",
         )
+
+
+def test_output_steps_in_both_spellings(tmp_path: Path) -> None:
+    """``{name, params}`` (as the assessment's output defences) is canonical; the old
+    ``{type: ..., <params>}`` gives the same configuration, with a DeprecationWarning naming the
+    field and the canonical spelling."""
+    canonical = [
+        {"name": "top_k", "params": {"k": 3}},
+        {"name": "round", "params": {"decimals": 2}},
+        {"name": "noise", "params": {"sigma": 0.05, "seed": 1}},
+        {"name": "label_only"},
+    ]
+    old = [
+        {"type": "top_k", "k": 3},
+        {"type": "round", "decimals": 2},
+        {"type": "noise", "sigma": 0.05, "seed": 1},
+        {"type": "label_only"},
+    ]
+    path = tmp_path / "gateway.yaml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the canonical spelling warns of nothing
+        new = parse_gateway_config(raw_config(tmp_path, output=canonical), path)
+    per_key = raw_config(tmp_path, keys=[{"id": "a", "sha256": "0" * 64, "output": old[-1:]}])
+    deprecated = re.escape(f"{path}: keys[0].output[0]: the output step spelling ")
+    with pytest.warns(DeprecationWarning, match=deprecated + r".* write \{name: label_only\}$"):
+        parse_gateway_config(per_key, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        legacy = parse_gateway_config(raw_config(tmp_path, output=old), path)
+    assert [w.category for w in caught] == [DeprecationWarning] * len(old)
+    assert str(caught[0].message) == (
+        f"{path}: output[0]: the output step spelling {{type: top_k, ...}} is deprecated; "
+        "write {name: top_k, params: {k: 3}}"
+    )
+    assert new.config.output == legacy.config.output
+    assert new.digest() == legacy.digest()
+    policy = build_policy(new.config.output, 10, "output")
+    assert policy.labels_only
+    assert policy.description == build_policy(legacy.config.output, 10, "output").description
+
+
+def test_example_config_is_valid_and_canonical(tmp_path: Path) -> None:
+    digest = hash_api_key("k")
+    text = EXAMPLE_CONFIG.replace('"<64 hex digits>"', f'"{digest}"')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = load_gateway_config(write(tmp_path, text))
+    assert [s.type for s in loaded.config.output] == ["top_k", "round"]
 
 
 def test_missing_webhook_secret(tmp_path: Path, digits_backend: Backend) -> None:

@@ -28,17 +28,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from invguard.catalog.attacks import ATTACK_REGISTRY, AUTO, TABULAR_ATTACKS, build_attack
 from invguard.catalog.defenses import build_output_defense, build_training_defense
-from invguard.config_errors import friendly_error
-from invguard.config_fields import NormalizeConfig
-from invguard.errors import InvGuardError
+from invguard.config_errors import ConfigError as ConfigError  # the one configuration error
+from invguard.config_errors import friendly_error, is_validator_tag
+from invguard.config_fields import HttpSource, OnnxSource, SklearnSource, TorchSource
 
 CONFIG_VERSION = 1
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 FAIL_ON_CHOICES = (*SEVERITIES, "none")
-
-
-class ConfigError(InvGuardError):
-    """The configuration file is missing, unreadable or invalid."""
 
 
 class _Model(BaseModel):
@@ -56,7 +52,7 @@ class ReferenceModel(_Model):
     seed: int = Field(0, ge=0)
 
 
-class PytorchTarget(_Model):
+class PytorchTarget(TorchSource):
     """The user's PyTorch model, attacked white-box (with gradients). One source:
 
     * ``program``: a ``torch.export`` program (``.pt2`` from ``torch.export.save``);
@@ -71,13 +67,10 @@ class PytorchTarget(_Model):
 
     type: Literal["pytorch"] = "pytorch"
     program: Path | None = None
-    model: Path | None = None
-    arch: Literal["softmax", "mlp", "cnn"] | None = None
-    factory: str | None = Field(None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
     reference: ReferenceModel | None = None
-    model_output: Literal["logits", "probabilities", "log_probabilities"] = "logits"
-    normalize: NormalizeConfig | None = None
+
+    def file_field(self) -> str | None:
+        return "program" if self.program is not None else super().file_field()
 
     @model_validator(mode="after")
     def _one_source(self) -> PytorchTarget:
@@ -89,10 +82,9 @@ class PytorchTarget(_Model):
             )
         if self.model is not None and (self.arch is None) == (self.factory is None):
             raise ValueError("'model' (weights) needs exactly one of 'factory' or 'arch'")
-        if self.model is None and (self.arch is not None or self.factory is not None):
-            raise ValueError("'arch' and 'factory' apply to 'model' (weights) only")
-        if self.kwargs and self.factory is None:
-            raise ValueError("'kwargs' apply to a 'factory' only")
+        problem = self.weights_problem()
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
@@ -109,37 +101,24 @@ class OutputConfig(_Model):
         return OutputSpec(scores=self.scores, top_k=self.top_k, decimals=self.decimals)
 
 
-class SklearnTarget(_Model):
+class SklearnTarget(SklearnSource):
     """A scikit-learn classifier saved with skops (``.skops``); never unpickled."""
 
-    type: Literal["sklearn"]
-    model: Path
-    trusted: list[str] = Field(default_factory=list)
     output: OutputConfig = OutputConfig()
 
 
-class OnnxTarget(_Model):
+class OnnxTarget(OnnxSource):
     """An ONNX classifier run with onnxruntime."""
 
-    type: Literal["onnx"]
-    model: Path
-    model_output: Literal["logits", "probabilities"] = "logits"
     output: OutputConfig = OutputConfig()
 
 
-class HttpTarget(_Model):
+class HttpTarget(HttpSource):
     """A live JSON prediction endpoint. Header values may name environment variables as
     ``${NAME}`` (e.g. an API key), so no secret needs to be written into the file."""
 
     type: Literal["http"]
-    url: str = Field(pattern=r"^https?://")
-    headers: dict[str, str] = Field(default_factory=dict)
-    request_template: dict[str, Any] = Field(default_factory=lambda: {"inputs": "$inputs"})
-    response: str | None = None
     output: OutputConfig = OutputConfig()
-    timeout: float = Field(10.0, gt=0)
-    retries: int = Field(3, ge=0)
-    max_batch: int = Field(64, ge=1)
     concurrency: int = Field(1, ge=1, le=64)
     probe: bool = True
     probe_burst: int = Field(40, ge=1, le=1000)
@@ -541,12 +520,15 @@ _UNION_TAGS = {
     "FolderData",
     "NpzData",
     "pytorch",
-    "function-after[_one_source(), PytorchTarget]",
 }
 
 
+def _is_union_tag(part: int | str) -> bool:
+    return part in _UNION_TAGS or is_validator_tag(part)
+
+
 def _friendly(err: Any, raw: Any) -> str:
-    return friendly_error(err, raw, AssessmentConfig, is_union_tag=lambda p: p in _UNION_TAGS)
+    return friendly_error(err, raw, AssessmentConfig, is_union_tag=_is_union_tag)
 
 
 def load_config(path: str | Path) -> LoadedConfig:

@@ -129,7 +129,11 @@ def _prepare_table(loaded: LoadedConfig, i: int) -> PreparedTable:
     except ConfigError as exc:
         raise ConfigError(f"{loaded.path}: {exc}") from exc
     return PreparedTable(
-        i, system, spec, tabular_fingerprint(system, spec), tabular_target_info(system, spec)
+        i,
+        system,
+        spec,
+        tabular_fingerprint(system, spec, f"{loaded.path}: systems[{i}]"),
+        tabular_target_info(system, spec),
     )
 
 

@@ -30,8 +30,19 @@ from invguard.assess.config import (
 from invguard.data import ImageDataset, load_builtin, load_image_folder, load_npz_dataset
 from invguard.errors import InvGuardError
 from invguard.models import ModelCache, train_target
+from invguard.models.sources import (
+    HttpOptions,
+    SourceContext,
+    expand_headers,
+    load_estimator,
+    load_torch_file,
+    model_file,
+    onnx_target,
+    sklearn_target,
+    torch_target,
+)
+from invguard.models.sources import http_target as source_http_target
 from invguard.targets import Capability, Target, TorchTarget
-from invguard.targets.pytorch import check_normalize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,10 +99,11 @@ def build_target(
     query_budget: int | None = None,
 ) -> BuiltTarget:
     """The attackable target of a system, plus JSON-ready facts about it and a content hash."""
+    ctx = _context(dataset, where, resolve)
     if isinstance(target, SklearnTarget):
-        return _sklearn_target(target, dataset, where, resolve, query_budget)
+        return _sklearn_target(target, ctx, dataset, query_budget)
     if isinstance(target, OnnxTarget):
-        return _onnx_target(target, dataset, where, resolve, query_budget)
+        return _onnx_target(target, ctx, dataset, query_budget)
     if isinstance(target, HttpTarget):
         return _http_target(target, dataset, where, query_budget)
     assert isinstance(target, PytorchTarget)
@@ -110,22 +122,9 @@ def build_target(
         model = trained.model
         fingerprint = trained.cache_key
     else:
-        model, info, fingerprint = _user_torch_model(target, dataset, where, resolve)
+        model, info, fingerprint = _user_torch_model(target, ctx, dataset)
+    built = torch_target(target, model, ctx, query_budget=query_budget)
     normalize = target.normalize.pair() if target.normalize is not None else None
-    try:
-        check_normalize(normalize, dataset.image_shape[0])
-    except InvGuardError as exc:
-        raise ConfigError(f"{where}.normalize: {exc}") from exc
-    try:
-        built = TorchTarget(
-            model,
-            input_shape=dataset.image_shape,
-            output=target.model_output,
-            normalize=normalize,
-            query_budget=query_budget,
-        )
-    except InvGuardError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
     if normalize is not None:  # the same weights behind another normalisation are another target
         blob = json.dumps([fingerprint, normalize], sort_keys=True)
         fingerprint = hashlib.sha256(blob.encode()).hexdigest()
@@ -137,29 +136,20 @@ def build_target(
     return BuiltTarget(built, info, fingerprint)
 
 
+def _context(dataset: ImageDataset, where: str, resolve: Any) -> SourceContext:
+    return SourceContext(where, resolve, tuple(dataset.image_shape), dataset.num_classes)
+
+
 def _user_torch_model(
-    target: PytorchTarget, dataset: ImageDataset, where: str, resolve: Any
+    target: PytorchTarget, ctx: SourceContext, dataset: ImageDataset
 ) -> tuple[nn.Module, dict[str, Any], str]:
     """The user's program, or weights with a factory or reference arch, through the shared loader."""
-    from invguard.models.loading import load_user_model
     from invguard.models.training import accuracy
 
-    field = "program" if target.program is not None else "model"
     source = target.program if target.program is not None else target.model
     assert source is not None
-    path = resolve(source)
-    try:
-        model, loaded = load_user_model(
-            path,
-            arch=target.arch,
-            factory=target.factory,
-            kwargs=target.kwargs,
-            shape=dataset.image_shape,
-            num_classes=dataset.num_classes,
-            search_path=resolve(Path(".")),
-        )
-    except InvGuardError as exc:
-        raise ConfigError(f"{where}.{field}: {exc}") from exc
+    path = ctx.resolve(source)
+    model, loaded = load_torch_file(target, ctx)
     info = {
         "type": "pytorch",
         "name": path.name,
@@ -336,34 +326,15 @@ def _access(spec: Any) -> str:
     return f"black-box, {spec.describe()}"
 
 
-def _file(where: str, resolve: Any, path: Path) -> Path:
-    p: Path = resolve(path)
-    if not p.is_file():
-        raise ConfigError(f"{where}.model: model file not found: {path}")
-    return p
-
-
 def _sklearn_target(
-    cfg: SklearnTarget, dataset: ImageDataset, where: str, resolve: Any, budget: int | None
+    cfg: SklearnTarget, ctx: SourceContext, dataset: ImageDataset, budget: int | None
 ) -> BuiltTarget:
-    from invguard.targets.sklearn import SklearnTarget as Adapter
-    from invguard.targets.sklearn import load_sklearn_model
-
-    path = _file(where, resolve, cfg.model)
-    try:
-        est = load_sklearn_model(path, trusted=cfg.trusted)
-        # the owner's view (full outputs, not billed to any attack) measures test accuracy
-        owner = Adapter(est, input_shape=dataset.image_shape, num_classes=dataset.num_classes)
-        spec = cfg.output.spec() if owner.output.scores else owner.output
-        target = Adapter(
-            est,
-            input_shape=dataset.image_shape,
-            num_classes=dataset.num_classes,
-            output=spec,
-            query_budget=budget,
-        )
-    except InvGuardError as exc:
-        raise ConfigError(f"{where}.model: {exc}") from exc
+    path = model_file(ctx, cfg.model)
+    est = load_estimator(cfg, ctx)
+    # the owner's view (full outputs, not billed to any attack) measures test accuracy
+    owner = sklearn_target(est, ctx)
+    target = sklearn_target(est, ctx, output=cfg.output.spec(), query_budget=budget)
+    spec = target.output
     info = {
         "type": "sklearn",
         "name": path.name,
@@ -376,29 +347,12 @@ def _sklearn_target(
 
 
 def _onnx_target(
-    cfg: OnnxTarget, dataset: ImageDataset, where: str, resolve: Any, budget: int | None
+    cfg: OnnxTarget, ctx: SourceContext, dataset: ImageDataset, budget: int | None
 ) -> BuiltTarget:
-    from invguard.targets.onnx import OnnxTarget as Adapter
-
-    path = _file(where, resolve, cfg.model)
+    path = model_file(ctx, cfg.model)
     spec = cfg.output.spec()
-    try:
-        target = Adapter(
-            path,
-            input_shape=dataset.image_shape,
-            num_classes=dataset.num_classes,
-            model_output=cfg.model_output,
-            output=spec,
-            query_budget=budget,
-        )
-        owner = Adapter(
-            path,
-            input_shape=dataset.image_shape,
-            num_classes=dataset.num_classes,
-            model_output=cfg.model_output,
-        )
-    except InvGuardError as exc:
-        raise ConfigError(f"{where}.model: {exc}") from exc
+    target = onnx_target(cfg, ctx, output=spec, query_budget=budget)
+    owner = onnx_target(cfg, ctx)
     info = {
         "type": "onnx",
         "name": path.name,
@@ -409,46 +363,15 @@ def _onnx_target(
     return BuiltTarget(target, info, file_sha256(path) + ":" + spec.describe())
 
 
-def expand_headers(headers: dict[str, str], where: str) -> dict[str, str]:
-    """Replace ``${NAME}`` in header values with environment variables (secrets stay out of files)."""
-    import os
-    import re
-
-    out = {}
-    for k, v in headers.items():
-
-        def sub(m: re.Match[str], key: str = k) -> str:
-            name = m.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{where}.headers.{key}: environment variable {name} is not set")
-            return str(os.environ[name])
-
-        out[k] = str(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, v))
-    return out
-
-
 def http_target(cfg: HttpTarget, dataset: ImageDataset, where: str, budget: int | None) -> Any:
-    from invguard.targets.http import HttpTarget as Adapter
-
-    try:
-        return Adapter(
-            cfg.url,
-            num_classes=dataset.num_classes,
-            input_shape=dataset.image_shape,
-            output=cfg.output.spec(),
-            headers=expand_headers(cfg.headers, where),
-            request_template=cfg.request_template,
-            response_mapping=cfg.response,
-            timeout=cfg.timeout,
-            retries=cfg.retries,
-            max_batch=cfg.max_batch,
-            concurrency=cfg.concurrency,
-            query_budget=budget,
-        )
-    except ConfigError:
-        raise
-    except InvGuardError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+    """The endpoint of an HTTP system as a black-box target (through the shared loader)."""
+    return source_http_target(
+        cfg,
+        SourceContext(where, Path, tuple(dataset.image_shape), dataset.num_classes),
+        output=cfg.output.spec(),
+        query_budget=budget,
+        options=HttpOptions(concurrency=cfg.concurrency),
+    )
 
 
 CANARY_INPUTS = 4

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from invguard.assess.config import (
     AttackConfig,
     ConfigError,
@@ -30,10 +32,14 @@ from invguard.assess.jobs import JobOutcome
 from invguard.assess.systems import file_sha256
 from invguard.catalog.attacks import AUTO, TABULAR_ATTACKS
 from invguard.errors import DataError, InvGuardError
+from invguard.models.sources import HttpOptions, SourceContext
+from invguard.models.sources import http_target as source_http_target
+from invguard.tabular.data import TabularEncoder, split_rows
 from invguard.tabular.models import tabular_target
 from invguard.tabular.pipeline import TabularRun, TabularSpec, run_tabular
 from invguard.tabular.scenario import TabularScenario
 from invguard.targets.base import Target
+from invguard.targets.http import HttpTarget as HttpAdapter
 from invguard.targets.onnx import OnnxTarget as OnnxAdapter
 from invguard.targets.sklearn import load_sklearn_model
 
@@ -83,12 +89,17 @@ def expand_tabular_attacks(system: SystemConfig) -> SystemConfig:
     return system.model_copy(update={"attacks": attacks})
 
 
-def tabular_fingerprint(system: SystemConfig, spec: TabularSpec) -> str:
-    """What the job's result depends on: the spec, and the model file's or CSV's content."""
+def tabular_fingerprint(system: SystemConfig, spec: TabularSpec, where: str) -> str:
+    """What the job's result depends on: the spec, the model file's or CSV's content, and an
+    endpoint's answers to fixed canary rows."""
+    target = system.target.model_dump(mode="json")
+    target.pop("headers", None)  # may hold secrets; never part of a stored key
     parts: dict[str, Any] = {
         "spec": {k: str(v) for k, v in sorted(vars(spec).items())},
-        "target": system.target.model_dump(mode="json"),
+        "target": target,
     }
+    if isinstance(system.target, HttpTarget):
+        parts["endpoint"] = _endpoint_digest(system.target, spec, where)
     for name in ("model", "csv", "encoding"):
         path = getattr(spec, name)
         if path is not None:
@@ -141,10 +152,39 @@ def _factory(system: SystemConfig, spec: TabularSpec) -> Any:
 
         return onnx
     if isinstance(t, HttpTarget):
-        raise ConfigError(
-            "an http target for tabular data is not supported yet: use sklearn or onnx"
-        )
+
+        def http(scenario: TabularScenario) -> Target:
+            return _endpoint(t, scenario.encoder.n_features, scenario.num_classes)
+
+        return http
     return None
+
+
+def _endpoint(t: HttpTarget, n_features: int, num_classes: int) -> HttpAdapter:
+    ctx = SourceContext("target", Path, (n_features,), num_classes)
+    return source_http_target(
+        t, ctx, output=t.output.spec(), options=HttpOptions(concurrency=t.concurrency)
+    )
+
+
+CANARY_ROWS = 4
+
+
+def _endpoint_digest(t: HttpTarget, spec: TabularSpec, where: str) -> str:
+    """The endpoint's answers to a few fixed rows: if its model changes, so does the job key."""
+    data = spec.load_data()
+    encoder = spec.encoder()
+    if encoder is None:
+        encoder = TabularEncoder.fit(data, split_rows(data.labels(), seed=spec.seed).train)
+    canary = np.random.default_rng(20240601).random(
+        (CANARY_ROWS, encoder.n_features), dtype=np.float32
+    )
+    try:
+        with _endpoint(t, encoder.n_features, len(encoder.classes)) as probe:
+            answers = probe.predict(canary)
+    except InvGuardError as exc:
+        raise ConfigError(f"{where}.target.url: {exc}") from exc
+    return hashlib.sha256(np.round(answers.astype(np.float64), 4).tobytes()).hexdigest()
 
 
 def run_tabular_job(system: SystemConfig, spec: TabularSpec, outcome: JobOutcome) -> None:

@@ -5,21 +5,37 @@ Errors name the file, the field path and what was expected, on one line, e.g.
 Relative paths in the file are resolved against the file's folder. API keys appear only as
 SHA-256 digests (``invguard gateway hash-key`` makes one); a plain-text key is refused. Secrets
 for the upstream endpoint and the webhook are read from environment variables (``${NAME}``).
+
+The model source shares its fields with the assessment's targets
+(:mod:`invguard.config_fields`, loaded by :mod:`invguard.models.sources`). Output steps are spelt
+as the assessment's output defences, ``{name: top_k, params: {k: 3}}`` (canonical); the older
+``{type: top_k, k: 3}`` is still accepted, with a :class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from invguard.config_errors import friendly_error
-from invguard.config_fields import NormalizeConfig
-from invguard.errors import InvGuardError
+from invguard.config_errors import ConfigError, friendly_error, is_validator_tag
+from invguard.config_fields import HttpSource, OnnxSource, SklearnSource, TorchSource
 
 CONFIG_VERSION = 1
 ACTIONS = ("log", "alert", "degrade", "throttle", "block")
@@ -31,8 +47,8 @@ DEFAULT_AUDIT_LOG = Path("invguard-gateway-audit.db")
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 
 
-class GatewayConfigError(InvGuardError):
-    """The gateway configuration is missing, unreadable or invalid."""
+class GatewayConfigError(ConfigError):
+    """The gateway configuration is missing, unreadable or invalid (a :class:`ConfigError`)."""
 
 
 class _Model(BaseModel):
@@ -63,7 +79,7 @@ class ReferenceSource(_Model):
     seed: int = Field(0, ge=0)
 
 
-class PytorchModel(_Shape):
+class PytorchModel(_Shape, TorchSource):
     """A PyTorch model, loaded by :func:`invguard.models.load_user_model`: a ``torch.export``
     program (``model: mine.pt2``), weights with ``factory`` (your own ``pkg.module:function``,
     called with ``kwargs``) or with a reference ``arch``, or a reference model. A file needs
@@ -74,12 +90,6 @@ class PytorchModel(_Shape):
     and the gateway normalises them before the model."""
 
     type: Literal["pytorch"]
-    model: Path | None = None
-    arch: Literal["softmax", "mlp", "cnn"] | None = None
-    factory: str | None = Field(None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    model_output: Literal["logits", "probabilities", "log_probabilities"] = "logits"
-    normalize: NormalizeConfig | None = None
     reference: ReferenceSource | None = None
     threads: int | None = Field(None, ge=1, le=256)
 
@@ -90,12 +100,9 @@ class PytorchModel(_Shape):
                 "set exactly one of 'model' (a .pt2 program, or weights with 'factory' or 'arch') "
                 "or 'reference'"
             )
-        if self.model is None and (self.arch is not None or self.factory is not None):
-            raise ValueError("'arch' and 'factory' apply to 'model' only")
-        if self.arch is not None and self.factory is not None:
-            raise ValueError("give either 'arch' or 'factory', not both")
-        if self.kwargs and self.factory is None:
-            raise ValueError("'kwargs' apply to a 'factory' only")
+        problem = self.weights_problem()
+        if problem is not None:
+            raise ValueError(problem)
         if self.model is not None:
             missing = [f for f in ("input_shape", "num_classes") if getattr(self, f) is None]
             if missing:
@@ -109,12 +116,8 @@ class PytorchModel(_Shape):
         return self
 
 
-class SklearnModel(_Shape):
+class SklearnModel(_Shape, SklearnSource):
     """A scikit-learn classifier saved with skops (never unpickled)."""
-
-    type: Literal["sklearn"]
-    model: Path
-    trusted: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _shape_given(self) -> SklearnModel:
@@ -123,25 +126,18 @@ class SklearnModel(_Shape):
         return self
 
 
-class OnnxModel(_Shape):
+class OnnxModel(_Shape, OnnxSource):
     """An ONNX classifier run with onnxruntime (CPU)."""
 
-    type: Literal["onnx"]
-    model: Path
-    model_output: Literal["logits", "probabilities"] = "logits"
     threads: int = Field(1, ge=1, le=256)
 
 
-class UpstreamModel(_Shape):
+class UpstreamModel(_Shape, HttpSource):
     """A prediction endpoint the gateway forwards to (it must return full scores). Header values
     may name environment variables as ``${NAME}``, so that no secret is written into the file."""
 
     type: Literal["upstream"]
-    url: str = Field(pattern=r"^https?://")
-    headers: dict[str, str] = Field(default_factory=dict)
-    request_template: dict[str, Any] = Field(default_factory=lambda: {"inputs": "$inputs"})
     response: str = "/predictions"
-    timeout: float = Field(10.0, gt=0)
     retries: int = Field(1, ge=0, le=10)
     max_batch: int = Field(256, ge=1)
     max_connections: int = Field(32, ge=1, le=1024)
@@ -188,10 +184,60 @@ class ReverseSigmoidStep(_Model):
     gamma: float = Field(0.1, gt=0)
 
 
+STEP_NAMES = ("round", "top_k", "label_only", "noise", "reverse_sigmoid")
+"""The output steps, in the names of :data:`invguard.defenses.wrappers.OUTPUT_DEFENSES`."""
+
+
+def _step_error(errors: list[InitErrorDetails]) -> ValidationError:
+    return ValidationError.from_exception_data("OutputStep", errors)
+
+
+def _value_error(loc: tuple[int | str, ...], message: str, value: Any) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("value_error", message), loc=loc, input=value)
+
+
+def _canonical_step(value: dict[str, Any], handler: ValidatorFunctionWrapHandler) -> Any:
+    """``{name: top_k, params: {k: 3}}``, validated as the typed step (errors name ``params.k``)."""
+    extra = sorted(str(k) for k in value if k not in ("name", "params"))
+    if extra:
+        msg = "unknown field (an output step has 'name' and 'params')"
+        raise _step_error([_value_error((extra[0],), msg, value[extra[0]])])
+    name, params = value["name"], value.get("params", {})
+    if name not in STEP_NAMES:
+        msg = f"unknown output step {name!r} (expected one of: {', '.join(STEP_NAMES)})"
+        raise _step_error([_value_error(("name",), msg, name)])
+    if not isinstance(params, dict):
+        msg = "must be a mapping of the step's parameters, e.g. {k: 3}"
+        raise _step_error([_value_error(("params",), msg, params)])
+    if "type" in params:
+        msg = "unknown field (the step is named by 'name')"
+        raise _step_error([_value_error(("params", "type"), msg, params["type"])])
+    try:
+        return handler({"type": name, **params})
+    except ValidationError as exc:
+        moved: list[InitErrorDetails] = []
+        for e in exc.errors():
+            loc = ("params", *e["loc"][1:])  # the first part is the union member's tag
+            detail = InitErrorDetails(type=e["type"], loc=loc, input=e["input"])
+            if "ctx" in e:
+                detail["ctx"] = e["ctx"]
+            moved.append(detail)
+        raise _step_error(moved) from None
+
+
+def _either_spelling(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    if isinstance(value, dict) and "name" in value:
+        return _canonical_step(value, handler)
+    return handler(value)  # the deprecated {type: top_k, k: 3}, or a step model
+
+
 OutputStep = Annotated[
     RoundStep | TopKStep | LabelOnlyStep | NoiseStep | ReverseSigmoidStep,
     Field(discriminator="type"),
+    WrapValidator(_either_spelling),
 ]
+"""An output step: ``{name: top_k, params: {k: 3}}`` (canonical, as the assessment's output
+defences) or the deprecated ``{type: top_k, k: 3}``; validated to the typed step."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -435,11 +481,11 @@ keys:                      # SHA-256 digests only: `invguard gateway hash-key --
   - id: alice
     sha256: "<64 hex digits>"
     # rate_limit: {rate: 20, burst: 40}    # per key; null: unlimited
-    # output: [{type: label_only}]         # per key policy
+    # output: [{name: label_only}]         # per key policy
 rate_limit: {rate: 100, burst: 200}        # default per key (429 with Retry-After)
 output:                    # applied in order: round, top_k, label_only, noise, reverse_sigmoid
-  - {type: top_k, k: 3}
-  - {type: round, decimals: 2}
+  - {name: top_k, params: {k: 3}}
+  - {name: round, params: {decimals: 2}}
 detection:
   max_clients: 1000        # keys tracked (least recently used dropped first)
   history: 1000            # queries remembered per key
@@ -452,7 +498,7 @@ detection:
                 threshold: 0.3, action: block}
   responses:
     duration_seconds: 3600
-    degraded_output: [{type: label_only}]
+    degraded_output: [{name: label_only}]
     throttle: {rate: 1, burst: 5}
 alerts:
   audit_log: invguard-gateway-audit.db
@@ -471,8 +517,8 @@ def _is_union_tag(part: int | str) -> bool:
         return False
     return (
         part in ("pytorch", "sklearn", "onnx", "upstream")
-        or part in ("round", "top_k", "label_only", "noise", "reverse_sigmoid")
-        or part.startswith("function-after[")
+        or part in STEP_NAMES
+        or is_validator_tag(part)
     )
 
 
@@ -506,7 +552,29 @@ def parse_gateway_config(raw: Any, path: Path | None = None) -> LoadedGatewayCon
         more = len(errors) - 1
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise GatewayConfigError(f"{where}{_friendly(first, raw)}{tail}") from None
+    for field, step in _old_steps(raw):
+        params = ", ".join(f"{k}: {v}" for k, v in step.items() if k != "type")
+        canonical = f"name: {step['type']}" + (f", params: {{{params}}}" if params else "")
+        warnings.warn(
+            f"{where}{field}: the output step spelling {{type: {step['type']}, ...}} is "
+            f"deprecated; write {{{canonical}}}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     return LoadedGatewayConfig(config, path)
+
+
+def _old_steps(raw: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The output steps of a (valid) document written in the deprecated ``{type: ...}`` form."""
+    keys = raw.get("keys") or []
+    responses = (raw.get("detection") or {}).get("responses") or {}
+    lists = [("output", raw.get("output"))]
+    lists += [(f"keys[{i}].output", k.get("output")) for i, k in enumerate(keys)]
+    lists.append(("detection.responses.degraded_output", responses.get("degraded_output")))
+    for field, steps in lists:
+        for j, step in enumerate(steps or []):
+            if isinstance(step, dict) and "name" not in step:
+                yield f"{field}[{j}]", step
 
 
 def load_gateway_config(path: str | Path) -> LoadedGatewayConfig:

@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-import invguard.targets  # noqa: F401 - before defenses.output, which imports it circularly
 from invguard.defenses.output import apply_output_spec
 from invguard.errors import InvalidParameterError, MissingDependencyError, check_float, check_int
 from invguard.targets.base import OutputSpec
@@ -129,7 +128,9 @@ class TokenBucketLimiter:
             del self._buckets[oldest]
 
 
-class _Refusal(Exception):  # noqa: N818 - control flow inside the app, never escapes
+class Refusal(Exception):  # noqa: N818 - control flow inside an app, never escapes it
+    """A request refused with ``status`` and a one-line ``message`` (answered as JSON)."""
+
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -137,7 +138,8 @@ class _Refusal(Exception):  # noqa: N818 - control flow inside the app, never es
         self.headers = headers or {}
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The JSON error answer ``{"error": message}`` with ``status`` and ``headers``."""
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -149,8 +151,9 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
-class _ModelApp:
-    """The request handling behind :func:`create_model_app` (no global state)."""
+class ModelApp:
+    """The request handling behind :func:`create_model_app` (no global state); the gateway reuses
+    its authentication and request reading and validation."""
 
     def __init__(
         self,
@@ -225,7 +228,7 @@ class _ModelApp:
                 key = token.strip()
         challenge = {"WWW-Authenticate": 'Bearer realm="invguard"'}
         if not key:
-            raise _Refusal(
+            raise Refusal(
                 401,
                 "missing API key: send it in the X-API-Key header or as Authorization: Bearer",
                 challenge,
@@ -236,7 +239,7 @@ class _ModelApp:
             if hmac.compare_digest(known, digest):
                 matched = known
         if matched is None:
-            raise _Refusal(401, "invalid API key", challenge)
+            raise Refusal(401, "invalid API key", challenge)
         return "key:" + matched.hex()[:16]
 
     async def read_body(self, request: Request) -> bytes:
@@ -244,13 +247,13 @@ class _ModelApp:
         too_large = f"request body is larger than the limit of {limit} bytes"
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _Refusal(413, too_large + f" (Content-Length {declared})")
+            raise Refusal(413, too_large + f" (Content-Length {declared})")
         parts: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise _Refusal(413, too_large)
+                raise Refusal(413, too_large)
             parts.append(chunk)
         return b"".join(parts)
 
@@ -260,36 +263,36 @@ class _ModelApp:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise _Refusal(400, f"request body is not valid JSON: {msg}") from None
+            raise Refusal(400, f"request body is not valid JSON: {msg}") from None
         if not isinstance(doc, dict) or "inputs" not in doc:
-            raise _Refusal(
+            raise Refusal(
                 422, f"'inputs' is missing: send a JSON object {{\"inputs\": {expected}}}"
             )
         inputs = doc["inputs"]
         if not isinstance(inputs, list) or not inputs:
-            raise _Refusal(422, f"'inputs' must be a non-empty list: {expected}")
+            raise Refusal(422, f"'inputs' must be a non-empty list: {expected}")
         if len(inputs) > self.max_batch:
-            raise _Refusal(
+            raise Refusal(
                 422, f"'inputs' has {len(inputs)} items, at most {self.max_batch} per request"
             )
         try:
             arr = np.asarray(inputs)
         except ValueError:
-            raise _Refusal(422, f"'inputs' is ragged: expected {expected}") from None
+            raise Refusal(422, f"'inputs' is ragged: expected {expected}") from None
         if arr.dtype.kind not in "iuf":
-            raise _Refusal(422, f"'inputs' must contain only numbers: expected {expected}")
+            raise Refusal(422, f"'inputs' must contain only numbers: expected {expected}")
         if tuple(arr.shape[1:]) != self.input_shape:
-            raise _Refusal(
+            raise Refusal(
                 422,
                 f"'inputs' must have shape (n, {', '.join(map(str, self.input_shape))}), "
                 f"got {_shape(arr.shape)}",
             )
         x = arr.astype(np.float32)
         if not np.isfinite(x).all():
-            raise _Refusal(422, "'inputs' contains NaN or infinite values")
+            raise Refusal(422, "'inputs' contains NaN or infinite values")
         lo, hi = float(x.min()), float(x.max())
         if lo < 0.0 or hi > 1.0:
-            raise _Refusal(422, f"'inputs' values must lie in [0, 1], got min {lo:g}, max {hi:g}")
+            raise Refusal(422, f"'inputs' values must lie in [0, 1], got min {lo:g}, max {hi:g}")
         return x
 
     def render(self, probs: NDArray[np.float32]) -> dict[str, Any]:
@@ -309,25 +312,25 @@ class _ModelApp:
                 wait = self.limiter.take(who)
                 if wait > 0:
                     retry_after = str(max(1, math.ceil(wait)))
-                    raise _Refusal(
+                    raise Refusal(
                         429,
                         f"rate limit exceeded: at most {self.limiter.rate:g} requests per second "
                         f"(burst {self.limiter.burst}); retry after {retry_after} s",
                         {"Retry-After": retry_after},
                     )
             x = self.parse_inputs(await self.read_body(request))
-        except _Refusal as refusal:
+        except Refusal as refusal:
             self.stats._refuse(refusal.status)
-            return _error(refusal.status, refusal.message, refusal.headers)
+            return error_response(refusal.status, refusal.message, refusal.headers)
         try:
             raw = await run_in_threadpool(self.predict_proba, x)
             probs = np.asarray(raw, dtype=np.float32)
         except Exception:  # the model's own failure: never leak its traceback to clients
             self.stats._refuse(500)
-            return _error(500, "the model failed on this batch")
+            return error_response(500, "the model failed on this batch")
         if probs.shape != (len(x), self.num_classes) or not np.isfinite(probs).all():
             self.stats._refuse(500)
-            return _error(
+            return error_response(
                 500,
                 f"the model returned scores of shape {_shape(probs.shape)} (or non-finite "
                 f"values) for {len(x)} inputs and {self.num_classes} classes",
@@ -355,7 +358,7 @@ def create_model_app(
     :class:`ServerStats` of the app.
     """
     _require_starlette()
-    handler = _ModelApp(
+    handler = ModelApp(
         predict_proba,
         input_shape=input_shape,
         num_classes=num_classes,
@@ -372,11 +375,11 @@ def create_model_app(
 
     async def http_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
-            return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-        return _error(500, "internal error")  # pragma: no cover
+            return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+        return error_response(500, "internal error")  # pragma: no cover
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        return _error(500, "internal error")
+        return error_response(500, "internal error")
 
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: http_error,
