@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from invguard import __version__
-from invguard.catalog.attacks import ATTACK_REGISTRY, TABULAR_ATTACKS
-from invguard.catalog.rules import CONTROL_RULES, JOB_FAILED_RULE, POSTURE_RULES, SEVERITY_RANK
+from invguard.catalog.docs import rule_docs
+from invguard.catalog.rules import SEVERITY_RANK
 from invguard.report.images import data_uri, png_bytes
 
 if TYPE_CHECKING:
@@ -39,102 +39,23 @@ def render_json(assessment: Assessment) -> str:
 
 
 def _rules() -> list[dict[str, Any]]:
+    """Every rule of the catalogue as a SARIF ``reportingDescriptor``."""
     rules: list[dict[str, Any]] = []
-    for info in ATTACK_REGISTRY.values():
-        rules.append(
-            {
-                "id": info.rule_id,
-                "name": "".join(w.capitalize() for w in re.split(r"[^A-Za-z]+", info.name) if w)
-                + "ModelInversion",
-                "shortDescription": {"text": info.title},
-                "fullDescription": {
-                    "text": f"InvGuard ran the {info.name} attack ({info.access} access) and an "
-                    "independent evaluation model recognised the reconstructed training identities."
-                },
-                "helpUri": INFORMATION_URI,
-                "help": {
-                    "text": "Severity follows attack accuracy relative to chance: see the InvGuard "
-                    "README, 'Severity and risk'."
-                },
-                "properties": {
-                    "tags": [
-                        "security",
-                        "privacy",
-                        "model-inversion",
-                        "OWASP-ML03",
-                        "AML.T0024.001",
-                    ],
-                    "precision": "high",
-                },
-            }
-        )
-    for tab in TABULAR_ATTACKS.values():
-        rules.append(
-            {
-                "id": tab.rule_id,
-                "name": "AttributeInference",
-                "shortDescription": {"text": tab.title},
-                "fullDescription": {
-                    "text": "InvGuard inferred a sensitive column of the model's training records "
-                    "and compared the strongest attack with an imputation baseline that never "
-                    "queries the model (exact McNemar test)."
-                },
-                "helpUri": INFORMATION_URI,
-                "help": {
-                    "text": "Severity follows the share of the imputation baseline's errors the "
-                    "attack recovers, when significant: see the InvGuard README, 'Severity and "
-                    "risk'."
-                },
-                "properties": {
-                    "tags": [
-                        "security",
-                        "privacy",
-                        "attribute-inference",
-                        "OWASP-ML03",
-                        "AML.T0024.001",
-                    ],
-                    "precision": "high",
-                },
-            }
-        )
-    for rule, _, advice in CONTROL_RULES.values():
-        rules.append(
-            {
-                "id": rule.id,
-                "name": "".join(w.capitalize() for w in re.split(r"[^A-Za-z]+", rule.title) if w),
-                "shortDescription": {"text": rule.title},
-                "fullDescription": {"text": rule.help},
-                "helpUri": INFORMATION_URI,
-                "help": {"text": advice},
-                "properties": {
-                    "tags": ["security", "privacy", "declared-control"],
-                    "precision": "low",
-                },
-            }
-        )
-    for rule, _, _, _ in POSTURE_RULES.values():
-        rules.append(
-            {
-                "id": rule.id,
-                "name": "".join(w.capitalize() for w in re.split(r"[^A-Za-z]+", rule.title) if w),
-                "shortDescription": {"text": rule.title},
-                "fullDescription": {"text": rule.help},
-                "helpUri": INFORMATION_URI,
-                "properties": {
-                    "tags": ["security", "privacy", "endpoint-posture"],
-                    "precision": "high",
-                },
-            }
-        )
-    rules.append(
-        {
-            "id": JOB_FAILED_RULE.id,
-            "name": "AssessmentIncomplete",
-            "shortDescription": {"text": JOB_FAILED_RULE.title},
-            "fullDescription": {"text": JOB_FAILED_RULE.help},
-            "properties": {"tags": ["assessment-error"]},
+    for doc in rule_docs():
+        rule: dict[str, Any] = {
+            "id": doc.id,
+            "name": doc.name,
+            "shortDescription": {"text": doc.title},
+            "fullDescription": {"text": doc.description},
         }
-    )
+        if doc.documented:
+            rule["helpUri"] = INFORMATION_URI
+        if doc.help:
+            rule["help"] = {"text": doc.help}
+        rule["properties"] = {"tags": list(doc.tags)}
+        if doc.precision:
+            rule["properties"]["precision"] = doc.precision
+        rules.append(rule)
     return rules
 
 
