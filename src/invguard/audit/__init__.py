@@ -7,8 +7,9 @@ Names are loaded lazily (PEP 562) so that ``invguard audit`` starts without impo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from invguard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from invguard.audit.checkpoint import (
@@ -172,14 +173,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'invguard.audit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"invguard.audit.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

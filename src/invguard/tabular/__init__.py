@@ -12,8 +12,9 @@ Names are loaded lazily so that ``import invguard.tabular.cli`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from invguard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from invguard.tabular.attacks import (
@@ -172,12 +173,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'invguard.tabular' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"invguard.tabular.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
