@@ -9,9 +9,6 @@ classes, budgets, timing, query counts, the result); an attack implements ``_sea
 * :class:`BoundaryRepulsion`: labels only, boundary repulsion in a latent space of auxiliary faces.
 """
 
-# The targets package imports the output defences, which import this package's contract: load it
-# first so that ``import invguard.attacks`` works from a fresh interpreter.
-import invguard.targets  # noqa: F401  (import order)
 from invguard.attacks.base import (
     Attack,
     AttackBase,

@@ -15,6 +15,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from invguard.defenses.selection import TradeOff, pareto_front, recommend
+from invguard.defenses.training import (
+    DPSGD,
+    MID,
+    TRAINING_DEFENSES,
+    BiDO,
+    DefendedModel,
+    LabelSmoothing,
+    TrainingDefense,
+    TransferLearning,
+    UserArchitecture,
+)
 from invguard.defenses.wrappers import (
     OUTPUT_DEFENSES,
     Compose,
@@ -29,38 +40,10 @@ from invguard.defenses.wrappers import (
 
 if TYPE_CHECKING:
     from invguard.defenses.evaluation import DefenseEvaluation, evaluate_defenses
-    from invguard.defenses.training import (
-        DPSGD,
-        MID,
-        TRAINING_DEFENSES,
-        BiDO,
-        DefendedModel,
-        LabelSmoothing,
-        TrainingDefense,
-        TransferLearning,
-        UserArchitecture,
-    )
 
-# Training defences and the evaluation load on first use: the output wrappers are imported by the
-# targets, which the training and evaluation modules themselves import (no import cycle, no torch
-# training code loaded for a plain output defence).
-_LAZY = {
-    **dict.fromkeys(("DefenseEvaluation", "evaluate_defenses"), "invguard.defenses.evaluation"),
-    **dict.fromkeys(
-        (
-            "DPSGD",
-            "MID",
-            "TRAINING_DEFENSES",
-            "BiDO",
-            "DefendedModel",
-            "LabelSmoothing",
-            "TrainingDefense",
-            "TransferLearning",
-            "UserArchitecture",
-        ),
-        "invguard.defenses.training",
-    ),
-}
+# The evaluation loads on first use, for speed only: it brings the attack, judge, metric and prior
+# stacks (about 3 s of imports), which a plain output or training defence does not need.
+_LAZY = dict.fromkeys(("DefenseEvaluation", "evaluate_defenses"), "invguard.defenses.evaluation")
 
 
 def __getattr__(name: str) -> Any:

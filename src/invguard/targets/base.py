@@ -4,6 +4,8 @@ A target declares its :class:`Capability` set and answers ``predict(x)`` with an
 float array: the scores it exposes (full probabilities, or what an output policy leaves of them;
 one-hot rows when it exposes labels only). Every target counts the queries it answers, one per input,
 and can enforce a hard query budget. Targets wrap the user's model; they never subclass it.
+This module is the contract only: adapters share :class:`~invguard.targets.adapter.BaseTarget`,
+restrictions and views live in :mod:`invguard.targets.output`.
 """
 
 from __future__ import annotations

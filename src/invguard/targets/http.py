@@ -24,13 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from invguard.errors import InvalidParameterError, TargetError, check_float, check_int
-from invguard.targets.base import (
-    FULL_PROBABILITIES,
-    Capability,
-    OutputSpec,
-    QueryCounter,
-    check_batch,
-)
+from invguard.targets.adapter import BaseTarget
+from invguard.targets.base import FULL_PROBABILITIES, OutputSpec
 
 INPUTS_PLACEHOLDER = "$inputs"
 DEFAULT_REQUEST_TEMPLATE: Mapping[str, Any] = {"inputs": INPUTS_PLACEHOLDER}
@@ -248,7 +243,7 @@ class _ChunkError(Exception):
         self.status = status
 
 
-class HttpTarget:
+class HttpTarget(BaseTarget):
     """A model behind an HTTP JSON prediction API, queried as a black-box target.
 
     ``output`` declares what the endpoint returns (full probabilities, top-k, rounded, labels
@@ -286,23 +281,17 @@ class HttpTarget:
     ) -> None:
         self._url = check_url(url)
         self.endpoint = redact_url(self._url)
-        self._num_classes = check_int("num_classes", num_classes, minimum=2)
+        check_int("num_classes", num_classes, minimum=2)
         shape = tuple(int(s) for s in input_shape)
         if not shape or min(shape) < 1:
             raise InvalidParameterError(
                 f"The 'input_shape' parameter must be a tuple of ints >= 1, got {input_shape!r}"
             )
-        self._input_shape = shape
         if not isinstance(output, OutputSpec):
             raise InvalidParameterError(
                 f"The 'output' parameter must be an OutputSpec, got {type(output).__name__}"
             )
-        if output.top_k is not None and output.top_k > num_classes:
-            raise InvalidParameterError(
-                f"The 'top_k' parameter must be <= the number of classes ({num_classes}), "
-                f"got {output.top_k}"
-            )
-        self.output = output
+        self._declare(num_classes, output)
         hdrs = dict(headers or {})
         for k, v in hdrs.items():
             if not isinstance(k, str) or not isinstance(v, str):
@@ -323,7 +312,7 @@ class HttpTarget:
         self.max_retry_wait = check_float("max_retry_wait", max_retry_wait, minimum=0.0)
         self.max_batch = check_int("max_batch", max_batch, minimum=1)
         self.concurrency = check_int("concurrency", concurrency, minimum=1)
-        self._counter = QueryCounter(query_budget)
+        super().__init__(input_shape=shape, query_budget=query_budget)
         self._sleep = sleep
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -336,43 +325,30 @@ class HttpTarget:
             follow_redirects=False,
         )
 
-    # --- the Target contract ---------------------------------------------------------------
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        return self.output.capabilities()
-
-    @property
-    def num_classes(self) -> int:
-        return self._num_classes
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._input_shape
-
-    @property
-    def queries(self) -> int:
-        return self._counter.count
-
-    @property
-    def counter(self) -> QueryCounter:
-        return self._counter
+    # --- the Target contract: BaseTarget.predict, charged here, restricted by the endpoint --
 
     @property
     def requests_sent(self) -> int:
         """HTTP requests sent, retries included."""
         return self._requests
 
-    def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Scores ``(n, num_classes)`` from the endpoint (one-hot rows for labels only)."""
+    def _charge(self, n: int) -> None:
+        """Charge the whole batch before anything is sent (nothing is sent when this raises)."""
         if self._closed:
             raise TargetError(f"endpoint {self.endpoint}: the target is closed")
-        arr = check_batch(x, self._input_shape)
+        with self._lock:
+            self._counter.charge(n)
+
+    def _restrict(self, scores: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The endpoint's answers as they are: ``output`` declares what it already returns."""
+        return scores
+
+    def _scores(self, arr: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Scores ``(n, num_classes)`` from the endpoint (one-hot rows for labels only); on
+        failure, inputs that were sent stay counted and the others are refunded."""
         n = len(arr)
         if n == 0:
             return np.zeros((0, self._num_classes), dtype=np.float32)
-        with self._lock:
-            self._counter.charge(n)  # nothing is sent when this raises
         chunks = [arr[i : i + self.max_batch] for i in range(0, n, self.max_batch)]
         sent = [0]
         stop = threading.Event()

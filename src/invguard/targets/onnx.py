@@ -16,22 +16,15 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from invguard.defenses.output import apply_output_spec
 from invguard.errors import (
-    InvalidParameterError,
     MissingDependencyError,
     ModelError,
     TargetError,
     check_choice,
     check_int,
 )
-from invguard.targets.base import (
-    FULL_PROBABILITIES,
-    Capability,
-    OutputSpec,
-    QueryCounter,
-    check_batch,
-)
+from invguard.targets.adapter import BaseTarget
+from invguard.targets.base import FULL_PROBABILITIES, Capability, OutputSpec, check_batch
 
 ModelOutput = Literal["logits", "probabilities"]
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
@@ -105,7 +98,7 @@ def export_torch_to_onnx(
     return out
 
 
-class OnnxTarget:
+class OnnxTarget(BaseTarget):
     """Wrap an ONNX classifier (a path or the model's bytes) as a black-box target.
 
     ``model_output`` says what the graph's output is: ``"logits"`` (softmax is applied) or
@@ -131,7 +124,6 @@ class OnnxTarget:
         check_int("intra_op_threads", intra_op_threads, minimum=1)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self._model_output = model_output
-        self._counter = QueryCounter(query_budget)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
@@ -165,7 +157,8 @@ class OnnxTarget:
         if not dims:
             raise TargetError(f"{where}: input '{inp.name}' must have a batch dimension")
         self._fixed_batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
-        self._input_shape = self._resolve_input_shape(dims[1:], input_shape)
+        shape = self._resolve_input_shape(dims[1:], input_shape)
+        super().__init__(input_shape=shape, query_budget=query_budget)
         outputs = [o.name for o in self._session.get_outputs()]
         if output_name is None:
             output_name = outputs[0]
@@ -184,13 +177,7 @@ class OnnxTarget:
             raise TargetError(
                 f"{where} returns {inferred} class scores, but num_classes={num_classes}"
             )
-        self._num_classes = inferred
-        if output.top_k is not None and output.top_k > inferred:
-            raise InvalidParameterError(
-                f"The 'top_k' parameter must be <= the number of classes ({inferred}), "
-                f"got {output.top_k}"
-            )
-        self.output = output
+        self._declare(inferred, output)
 
     def _resolve_input_shape(
         self, dims: list[Any], given: tuple[int, ...] | None
@@ -230,36 +217,16 @@ class OnnxTarget:
             outs.append(np.asarray(res)[:n])
         return np.concatenate(outs)
 
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        caps = set(self.output.capabilities())
+    def _own_capabilities(self) -> frozenset[Capability]:
         if self.output.full and self._model_output == "logits":
-            caps.add(Capability.LOGITS)
-        return frozenset(caps)
-
-    @property
-    def num_classes(self) -> int:
-        return self._num_classes
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._input_shape
+            return frozenset({Capability.LOGITS})
+        return frozenset()
 
     @property
     def input_name(self) -> str:
         return self._input_name
 
-    @property
-    def queries(self) -> int:
-        return self._counter.count
-
-    @property
-    def counter(self) -> QueryCounter:
-        return self._counter
-
-    def _raw(self, x: NDArray[np.float32]) -> NDArray[Any]:
-        arr = check_batch(x, self._input_shape)
-        self._counter.charge(len(arr))
+    def _raw(self, arr: NDArray[np.float32]) -> NDArray[Any]:
         if len(arr) == 0:
             return np.zeros((0, self._num_classes), dtype=np.float32)
         return self._run(arr)
@@ -271,10 +238,12 @@ class OnnxTarget:
                 f"this target exposes {self.output.describe()} of a graph that returns "
                 f"{self._model_output}: logits are not available"
             )
-        return self._raw(x).astype(np.float32)
+        arr = check_batch(x, self._input_shape)
+        self._counter.charge(len(arr))
+        return self._raw(arr).astype(np.float32)
 
-    def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Scores of shape ``(n, num_classes)`` as the output spec allows; counts ``n`` queries."""
+    def _scores(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The graph's probabilities (softmax of its logits, or its output checked)."""
         raw = self._raw(x)
         if self._model_output == "logits":
             probs = _softmax(raw)
@@ -285,7 +254,7 @@ class OnnxTarget:
                     f"{self._where} returned negative or non-finite values with "
                     "model_output='probabilities': does it return logits?"
                 )
-        return apply_output_spec(probs, self.output)
+        return probs
 
     def __repr__(self) -> str:
         return (

@@ -14,13 +14,8 @@ from numpy.typing import NDArray
 from torch import nn
 
 from invguard.errors import InvalidParameterError, TargetError, check_choice, check_int
-from invguard.targets.base import (
-    FULL_PROBABILITIES,
-    Capability,
-    OutputSpec,
-    QueryCounter,
-    check_batch,
-)
+from invguard.targets.adapter import BaseTarget
+from invguard.targets.base import Capability, check_batch
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +138,7 @@ def _looks_like_probabilities(out: torch.Tensor) -> bool:
     return bool((out >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-4))
 
 
-class TorchTarget:
+class TorchTarget(BaseTarget):
     """Wrap a ``torch.nn.Module`` classifier as a white-box :class:`~invguard.targets.Target`.
 
     ``output`` says what the module returns: ``"logits"`` (default), ``"probabilities"`` (it ends in
@@ -162,17 +157,6 @@ class TorchTarget:
     unchanged in pixel space. :meth:`describe` gives the declared model I/O as JSON-ready facts.
     """
 
-    capabilities = frozenset(
-        {
-            Capability.PROBABILITIES,
-            Capability.SCORES,
-            Capability.LOGITS,
-            Capability.LABELS,
-            Capability.GRADIENTS,
-        }
-    )
-    output: OutputSpec = FULL_PROBABILITIES
-
     def __init__(
         self,
         model: nn.Module,
@@ -187,14 +171,12 @@ class TorchTarget:
     ) -> None:
         check_choice("output", output, OUTPUT_KINDS)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self._input_shape = tuple(int(s) for s in input_shape)
-        self._normalize = check_normalize(
-            normalize, self._input_shape[0] if self._input_shape else 1
-        )
+        shape = tuple(int(s) for s in input_shape)
+        self._normalize = check_normalize(normalize, shape[0] if shape else 1)
         self._model = model.eval()
         self._output = output
         self.device = torch.device(device)
-        self._counter = QueryCounter(query_budget)
+        super().__init__(input_shape=shape, query_budget=query_budget)
         first = next(iter(self._model.parameters()), None)
         self.dtype = first.dtype if first is not None else torch.float32
         probe = self._probe()
@@ -208,7 +190,7 @@ class TorchTarget:
                 f"the model returns {inferred} class scores, but num_classes={num_classes} "
                 f"(expected {num_classes} classes, given a model with {inferred})"
             )
-        self._num_classes = inferred
+        self._declare(inferred)
         if output == "logits" and _looks_like_probabilities(probe):
             logger.warning(
                 "the model's outputs are non-negative and each row sums to 1: it seems to end in "
@@ -237,21 +219,8 @@ class TorchTarget:
     def model(self) -> nn.Module:
         return self._model
 
-    @property
-    def num_classes(self) -> int:
-        return self._num_classes
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._input_shape
-
-    @property
-    def queries(self) -> int:
-        return self._counter.count
-
-    @property
-    def counter(self) -> QueryCounter:
-        return self._counter
+    def _own_capabilities(self) -> frozenset[Capability]:
+        return frozenset({Capability.LOGITS, Capability.GRADIENTS})
 
     @property
     def output_kind(self) -> str:
@@ -297,6 +266,9 @@ class TorchTarget:
         """Logits of shape ``(n, classes)`` (log-probabilities for probability models)."""
         arr = check_batch(x, self._input_shape)
         self._counter.charge(len(arr))
+        return self._batched_logits(arr)
+
+    def _batched_logits(self, arr: NDArray[np.float32]) -> NDArray[np.float32]:
         outs = []
         with torch.no_grad():
             for i in range(0, len(arr), self.batch_size):
@@ -304,10 +276,12 @@ class TorchTarget:
                 outs.append(self._logits(xb).float().cpu())
         return torch.cat(outs).numpy() if outs else np.zeros((0, self._num_classes), np.float32)
 
-    def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+    def _scores(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """Softmax probabilities of shape ``(n, classes)``."""
-        logits = torch.from_numpy(self.logits(x))
-        return torch.softmax(logits, dim=1).numpy()
+        out: NDArray[np.float32] = torch.softmax(
+            torch.from_numpy(self._batched_logits(x)), dim=1
+        ).numpy()
+        return out
 
     def differentiable_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a torch batch with the autograd graph kept (counts ``len(x)`` queries).

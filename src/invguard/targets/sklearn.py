@@ -17,15 +17,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from invguard.defenses.output import apply_output_spec
 from invguard.errors import InvalidParameterError, ModelError, TargetError, check_int
-from invguard.targets.base import (
-    FULL_PROBABILITIES,
-    Capability,
-    OutputSpec,
-    QueryCounter,
-    check_batch,
-)
+from invguard.targets.adapter import BaseTarget
+from invguard.targets.base import FULL_PROBABILITIES, OutputSpec
 
 # Types that skops does not trust by default but that plain scikit-learn classifiers store:
 # MLP optimiser state, the Cython tree of decision trees and forests, histogram-GBDT predictors.
@@ -94,7 +88,7 @@ def load_sklearn_model(path: str | os.PathLike[str], *, trusted: Sequence[str] =
         raise ModelError(f"cannot load model file {src}: {_one_line(exc)}") from exc
 
 
-class SklearnTarget:
+class SklearnTarget(BaseTarget):
     """Wrap a fitted scikit-learn classifier as a black-box :class:`~invguard.targets.Target`.
 
     ``predict`` flattens ``(n, *input_shape)`` images to ``(n, features)`` and returns
@@ -126,15 +120,15 @@ class SklearnTarget:
                 "it has no 'classes_'"
             )
         self._estimator = estimator
-        self._input_shape = tuple(int(s) for s in input_shape)
-        if not self._input_shape or min(self._input_shape) < 1:
+        shape = tuple(int(s) for s in input_shape)
+        if not shape or min(shape) < 1:
             raise InvalidParameterError(
                 f"The 'input_shape' parameter must be a tuple of ints >= 1, got {input_shape!r}"
             )
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self._counter = QueryCounter(query_budget)
+        super().__init__(input_shape=shape, query_budget=query_budget)
         self._has_proba = hasattr(estimator, "predict_proba")
-        self._columns, self._num_classes = self._class_columns(np.asarray(classes), num_classes)
+        self._columns, n_classes = self._class_columns(np.asarray(classes), num_classes)
         if output is None:
             output = FULL_PROBABILITIES if self._has_proba else OutputSpec(scores=False)
         if output.scores and not self._has_proba:
@@ -142,12 +136,7 @@ class SklearnTarget:
                 f"the estimator ({type(estimator).__name__}) has no predict_proba, so the target "
                 "can only expose labels: use output=OutputSpec(scores=False)"
             )
-        if output.top_k is not None and output.top_k > self._num_classes:
-            raise InvalidParameterError(
-                f"The 'top_k' parameter must be <= the number of classes ({self._num_classes}), "
-                f"got {output.top_k}"
-            )
-        self.output = output
+        self._declare(n_classes, output)
         n_features = getattr(estimator, "n_features_in_", None)
         flat = int(np.prod(self._input_shape))
         if n_features is not None and int(n_features) != flat:
@@ -188,27 +177,7 @@ class SklearnTarget:
     def estimator(self) -> Any:
         return self._estimator
 
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        return self.output.capabilities()
-
-    @property
-    def num_classes(self) -> int:
-        return self._num_classes
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._input_shape
-
-    @property
-    def queries(self) -> int:
-        return self._counter.count
-
-    @property
-    def counter(self) -> QueryCounter:
-        return self._counter
-
-    def _scores(self, flat: NDArray[np.float32]) -> NDArray[np.float32]:
+    def _chunk_scores(self, flat: NDArray[np.float32]) -> NDArray[np.float32]:
         out = np.zeros((len(flat), self._num_classes), dtype=np.float32)
         if self.output.scores:
             proba = np.asarray(self._estimator.predict_proba(flat), dtype=np.float32)
@@ -221,19 +190,15 @@ class SklearnTarget:
         out[np.arange(len(flat)), idx] = 1.0
         return out
 
-    def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Scores of shape ``(n, num_classes)`` as the output spec allows; counts ``n`` queries."""
-        arr = check_batch(x, self._input_shape)
-        self._counter.charge(len(arr))
-        flat = arr.reshape(len(arr), -1)
+    def _scores(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """``predict_proba`` per class index, or the one-hot rows of ``predict`` (labels only:
+        these may differ from the arg-max of ``predict_proba``; restricting keeps them)."""
+        flat = x.reshape(len(x), -1)
         parts = [
-            self._scores(flat[i : i + self.batch_size])
+            self._chunk_scores(flat[i : i + self.batch_size])
             for i in range(0, len(flat), self.batch_size)
         ]
-        probs = np.concatenate(parts) if parts else np.zeros((0, self._num_classes), np.float32)
-        if not self.output.scores:
-            return probs  # one-hot rows of ``predict``, which may differ from argmax of proba
-        return apply_output_spec(probs, self.output)
+        return np.concatenate(parts) if parts else np.zeros((0, self._num_classes), np.float32)
 
     def __repr__(self) -> str:
         return (
