@@ -102,7 +102,7 @@ def test_gate_exit_codes_history_and_reuse(
     capsys.readouterr()
     assert main([*base, "--fail-on", "none"]) == 0
     out = capsys.readouterr().out
-    assert "2 jobs, 2 reused" in out
+    assert "3 jobs, 3 reused" in out
     assert "(was 1.00 in run 1, +0.00)" in out
     assert main([*base, "--fail-on", "critical"]) == 1
     assert main(["history", "--history-db", str(root / "invguard-history.db")]) == 0
@@ -114,8 +114,8 @@ def test_gate_exit_codes_history_and_reuse(
     assert main(["audit", "log", "--audit-db", str(root / "invguard-audit.db"), "--action",
                  "finding", "--json"]) == 0  # fmt: skip
     entries = json.loads(capsys.readouterr().out)
-    assert len(entries) == 3 * 3  # three runs, three findings each, all in the audit log
-    assert {e["payload"]["severity"] for e in entries} == {"critical", "high", "medium"}
+    assert len(entries) == 3 * 4  # three runs, four findings each, all in the audit log
+    assert {e["payload"]["severity"] for e in entries} == {"critical", "high", "medium", "info"}
 
 
 def test_sarif_validates_against_the_official_schema(
@@ -135,6 +135,10 @@ def test_sarif_validates_against_the_official_schema(
     assert crit[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "invguard.yaml"
     rules = sarif["runs"][0]["tool"]["driver"]["rules"]
     assert all(r["ruleIndex"] < len(rules) for r in results)
+    # the example's tabular system is assessed in the same run, its finding in the same SARIF
+    (tab,) = [r for r in results if r["ruleId"] == "IG-AI-001"]
+    assert rules[tab["ruleIndex"]]["id"] == "IG-AI-001"
+    assert "census-income" in json.dumps(tab)
     # a broken log is rejected by the same schema (the check can fail)
     del sarif["runs"][0]["tool"]["driver"]["name"]
     with pytest.raises(jsonschema.ValidationError):
