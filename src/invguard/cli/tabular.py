@@ -11,6 +11,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from invguard.cli._common import EXIT_OK, SubParsers
+from invguard.errors import InvalidParameterError
+
+# Function-level imports below are for laziness: parsers are built without numpy, pandas or sklearn.
+
 ARCHS: tuple[str, ...] = ("logreg", "tree", "forest", "gbdt", "mlp")
 DATASETS: tuple[str, ...] = ("adult",)
 
@@ -33,7 +38,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
 
 
-def add_tabular_parser(sub: Any) -> argparse.ArgumentParser:
+def add_tabular_parser(sub: SubParsers) -> argparse.ArgumentParser:
     """Add the ``tabular`` command group (``assess``, ``train``) to top-level sub-parsers."""
     p: argparse.ArgumentParser = sub.add_parser(
         "tabular",
@@ -90,7 +95,6 @@ def add_tabular_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _load_data(args: argparse.Namespace) -> Any:
-    from invguard.errors import InvalidParameterError
     from invguard.tabular.data import load_adult, load_csv
 
     cats = [c.strip() for c in str(args.categorical or "").split(",") if c.strip()]
@@ -181,7 +185,7 @@ def cmd_tabular_assess(args: argparse.Namespace) -> int:
         print()
     json_path, md_path = write_report(assessments, args.out, meta=meta)
     print(f"report: {json_path} and {md_path}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_tabular_train(args: argparse.Namespace) -> int:
@@ -213,4 +217,4 @@ def cmd_tabular_train(args: argparse.Namespace) -> int:
         f"{trained.seconds:.1f} s"
     )
     print(f"model: {model_path}  encoding: {enc_path}")
-    return 0
+    return EXIT_OK
