@@ -9,10 +9,8 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import re
-import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,6 +120,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_hash_key(args: argparse.Namespace) -> int:
     """Print the SHA-256 digest of an API key read from stdin (or of a new ``--generate`` key)."""
+    import getpass
+    import secrets
+
     from invguard.gateway.config import KEY_ID_PATTERN, hash_api_key
 
     if not re.fullmatch(KEY_ID_PATTERN, args.id):
