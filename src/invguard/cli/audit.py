@@ -294,7 +294,12 @@ def add_audit_parser(sub: SubParsers) -> None:
     )
     asub = p.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND")
     asub.required = True
+    _add_entry_parsers(asub)
+    _add_proof_parsers(asub)
 
+
+def _add_entry_parsers(asub: SubParsers) -> None:
+    """``audit log`` and ``audit append``."""
     q = asub.add_parser("log", help="list entries (filter by action, actor, subject, time)")
     _add_db(q)
     q.add_argument("--action", help="only entries with exactly this action")
@@ -322,6 +327,9 @@ def add_audit_parser(sub: SubParsers) -> None:
     q.add_argument("--json", action="store_true", help="print the entry as JSON")
     q.set_defaults(handler=cmd_append)
 
+
+def _add_proof_parsers(asub: SubParsers) -> None:
+    """``audit verify``, ``checkpoint``, ``prove`` and ``keygen``."""
     q = asub.add_parser("verify", help="check chain, leaf hashes, root and a signed checkpoint")
     _add_db(q)
     q.add_argument("--checkpoint", metavar="FILE", help="a signed checkpoint to check the log by")
