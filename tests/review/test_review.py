@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import cohen_kappa_score
 
+from invguard.cli.review import add_review_parser
 from invguard.data import ImageDataset
 from invguard.errors import InvGuardError
 from invguard.judges.base import JudgeVotes
@@ -33,7 +34,6 @@ from invguard.review import (
     import_labels,
     read_key,
 )
-from invguard.review.cli import add_review_parser
 
 JUDGES = ("evaluation-model", "face-embedding")
 N = 10  # reconstructions: one per digit class

@@ -7,7 +7,7 @@ attacks on scikit-learn, PyTorch, ONNX and HTTP models of tabular data (the Adul
 your CSV), always beside the baselines that say whether the model leaks more than the population
 already reveals.
 
-Names are loaded lazily so that ``import invguard.tabular.cli`` stays light.
+Names are loaded lazily so that ``import invguard.tabular`` stays light.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from invguard.audit import AuditLog
+from invguard.cli.gateway import add_serve_parser
 from invguard.errors import InvGuardError
-from invguard.gateway.cli import add_serve_parser
 from invguard.gateway.config import hash_api_key
 from invguard.models import TrainedModel
 from tests.gateway.conftest import KEYS, raw_config

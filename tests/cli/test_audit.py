@@ -454,7 +454,7 @@ def test_log_escapes_control_characters(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_cli_module_is_import_light() -> None:
     code = (
-        "import sys, invguard.cli, invguard.audit.cli\n"
+        "import sys, invguard.cli, invguard.cli.audit\n"
         "heavy = [m for m in ('cryptography', 'sqlite3', 'invguard.audit.log', 'torch', 'numpy')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))"

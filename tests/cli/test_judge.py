@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from invguard.data import load_digits_dataset
-from tests._cli import run_cli as _run
+from tests.cli._cli import run_cli as _run
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from invguard.cli.tabular import ARCHS, add_tabular_parser
 from invguard.errors import InvGuardError
 from invguard.gateway.model_server import PREDICT_PATH, create_model_app, serve_in_thread
-from invguard.tabular.cli import ARCHS, add_tabular_parser
 from invguard.tabular.data import TabularData
 from invguard.tabular.models import TABULAR_ARCHS, save_tabular_model
 from invguard.tabular.scenario import TabularScenario
+from tests.tabular.conftest import _single_thread  # noqa: F401  (autouse fixture: one thread)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -54,7 +55,7 @@ def saved_logreg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_cli_module_is_import_light() -> None:
     code = (
-        "import sys, invguard.tabular.cli; "
+        "import sys, invguard.cli.tabular; "
         "heavy = [m for m in ('torch', 'pandas', 'sklearn', 'numpy') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

@@ -1,26 +1,29 @@
-"""Command line of the gateway: ``invguard serve`` and ``invguard gateway hash-key``.
+"""Command line of the gateway: ``invguard serve`` and ``invguard gateway hash-key``/``init``.
 
 ``add_serve_parser(sub)`` registers both on the top-level sub-parsers of ``invguard``; each sets
 ``handler=<fn(args) -> int>``. Errors a user can fix raise :class:`~invguard.errors.InvGuardError`
-(one line, exit 2, printed by ``invguard.cli.main``).
+(one line, exit 2, printed by ``invguard.cli.main``). ``gateway_main`` is
+``python -m invguard.gateway``.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
-import secrets
+import re
 import sys
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
 
-from invguard.errors import InvalidParameterError
+from invguard.cli._common import EXIT_OK, EXIT_USAGE, SubParsers
+from invguard.errors import InvalidParameterError, InvGuardError
 
-EXIT_OK = 0
+# Function-level imports below are for laziness: parsers are built without the gateway's modules.
+
 MIN_KEY_CHARS = 16
 
 
-def add_serve_parser(sub: Any) -> None:
+def add_serve_parser(sub: SubParsers) -> None:
     """Register ``serve`` and ``gateway`` (with ``hash-key``) on ``sub`` (argparse sub-parsers)."""
     p = sub.add_parser(
         "serve",
@@ -76,6 +79,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the gateway (or, with ``--check``, load its model and exit)."""
     from invguard.gateway.app import limit_compute_threads, load_backend, serve
     from invguard.gateway.config import load_gateway_config
 
@@ -103,8 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    """Write the example gateway configuration."""
     from invguard.gateway.config import EXAMPLE_CONFIG
 
     path = Path(args.path)
@@ -116,7 +119,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_key(args: argparse.Namespace) -> int:
-    import re
+    """Print the SHA-256 digest of an API key read from stdin (or of a new ``--generate`` key)."""
+    import getpass
+    import secrets
 
     from invguard.gateway.config import KEY_ID_PATTERN, hash_api_key
 
@@ -142,3 +147,20 @@ def cmd_hash_key(args: argparse.Namespace) -> int:
     print(f"- id: {args.id}")
     print(f"  sha256: {hash_api_key(key)}")
     return EXIT_OK
+
+
+def gateway_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m invguard.gateway``: ``serve`` and ``gateway`` without the rest of ``invguard``."""
+    parser = argparse.ArgumentParser(prog="python -m invguard.gateway")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_serve_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except InvGuardError as exc:
+        print(f"{parser.prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -11,15 +11,19 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from invguard.cli._common import EXIT_FINDINGS, EXIT_OK, SubParsers, nonneg_int, positive_int
+
 if TYPE_CHECKING:
     from datetime import datetime
 
     from invguard.audit.log import Entry, VerifyReport
 
+# Function-level imports below are for laziness: parsers are built without sqlite3 or cryptography.
+
 DEFAULT_DB = "invguard-audit.db"
-EXIT_OK = 0
-EXIT_TAMPERED = 1
+EXIT_TAMPERED = EXIT_FINDINGS
 MAX_SHOWN_PROBLEMS = 10
+_tree_size = nonneg_int("a tree size")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -34,26 +38,6 @@ def _time(text: str) -> datetime:
         return parse_time(text)
     except AuditError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text[:40]!r}")
-    return value
-
-
-def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a tree size >= 0, got {text[:40]!r}")
-    return value
 
 
 def _safe(text: str) -> str:
@@ -299,7 +283,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 # parser
 
 
-def add_audit_parser(sub: Any) -> None:
+def add_audit_parser(sub: SubParsers) -> None:
     """Register ``invguard audit`` and its sub-commands on the top-level sub-parsers ``sub``."""
     p: argparse.ArgumentParser = sub.add_parser(
         "audit",
@@ -310,7 +294,12 @@ def add_audit_parser(sub: Any) -> None:
     )
     asub = p.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND")
     asub.required = True
+    _add_entry_parsers(asub)
+    _add_proof_parsers(asub)
 
+
+def _add_entry_parsers(asub: SubParsers) -> None:
+    """``audit log`` and ``audit append``."""
     q = asub.add_parser("log", help="list entries (filter by action, actor, subject, time)")
     _add_db(q)
     q.add_argument("--action", help="only entries with exactly this action")
@@ -318,7 +307,7 @@ def add_audit_parser(sub: Any) -> None:
     q.add_argument("--subject", help="only entries with exactly this subject")
     q.add_argument("--since", type=_time, metavar="T", help="entries at or after T (RFC 3339)")
     q.add_argument("--until", type=_time, metavar="T", help="entries before T (RFC 3339)")
-    q.add_argument("--limit", type=_positive, metavar="N", help="at most N entries")
+    q.add_argument("--limit", type=positive_int, metavar="N", help="at most N entries")
     q.add_argument("--json", action="store_true", help="a JSON array (hashes in hex)")
     q.set_defaults(handler=cmd_log)
 
@@ -338,6 +327,9 @@ def add_audit_parser(sub: Any) -> None:
     q.add_argument("--json", action="store_true", help="print the entry as JSON")
     q.set_defaults(handler=cmd_append)
 
+
+def _add_proof_parsers(asub: SubParsers) -> None:
+    """``audit verify``, ``checkpoint``, ``prove`` and ``keygen``."""
     q = asub.add_parser("verify", help="check chain, leaf hashes, root and a signed checkpoint")
     _add_db(q)
     q.add_argument("--checkpoint", metavar="FILE", help="a signed checkpoint to check the log by")
@@ -354,12 +346,12 @@ def add_audit_parser(sub: Any) -> None:
 
     q = asub.add_parser("prove", help="inclusion proof of an entry, or a consistency proof")
     _add_db(q)
-    q.add_argument("entry", nargs="?", type=_positive, metavar="N", help="entry number (seq)")
-    q.add_argument("--size", type=_size, metavar="M", help="tree size (default: current)")
+    q.add_argument("entry", nargs="?", type=positive_int, metavar="N", help="entry number (seq)")
+    q.add_argument("--size", type=_tree_size, metavar="M", help="tree size (default: current)")
     q.add_argument(
         "--consistency",
         nargs=2,
-        type=_size,
+        type=_tree_size,
         metavar=("OLD", "NEW"),
         help="prove that tree size OLD is a prefix of tree size NEW",
     )

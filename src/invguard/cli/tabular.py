@@ -8,8 +8,14 @@ Register with ``add_tabular_parser(sub)`` on the top-level sub-parsers; each sub
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+from invguard.cli._common import EXIT_OK, SubParsers
+from invguard.errors import InvalidParameterError
+
+# Function-level imports below are for laziness: parsers are built without numpy, pandas or sklearn.
 
 ARCHS: tuple[str, ...] = ("logreg", "tree", "forest", "gbdt", "mlp")
 DATASETS: tuple[str, ...] = ("adult",)
@@ -33,7 +39,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
 
 
-def add_tabular_parser(sub: Any) -> argparse.ArgumentParser:
+def add_tabular_parser(sub: SubParsers) -> argparse.ArgumentParser:
     """Add the ``tabular`` command group (``assess``, ``train``) to top-level sub-parsers."""
     p: argparse.ArgumentParser = sub.add_parser(
         "tabular",
@@ -90,7 +96,6 @@ def add_tabular_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _load_data(args: argparse.Namespace) -> Any:
-    from invguard.errors import InvalidParameterError
     from invguard.tabular.data import load_adult, load_csv
 
     cats = [c.strip() for c in str(args.categorical or "").split(",") if c.strip()]
@@ -114,16 +119,38 @@ def _encoder(args: argparse.Namespace) -> Any:
     return None
 
 
+def _target(args: argparse.Namespace, scenario: Any, stack: ExitStack, model_name: str) -> Any:
+    """The attacked model: a reference ``--arch`` trained now, a saved ``--model``, or ``--url``."""
+    from invguard.errors import TargetError
+    from invguard.tabular.models import load_tabular_target, tabular_target, train_tabular_model
+    from invguard.targets.base import Capability
+
+    n, k = scenario.encoder.n_features, scenario.num_classes
+    if args.arch is not None:
+        trained = train_tabular_model(
+            args.arch, scenario.train_x, scenario.train_y, num_classes=k, seed=args.seed
+        )
+        target = tabular_target(trained.model, n_features=n, num_classes=k)
+    elif args.model is not None:
+        target = load_tabular_target(args.model, encoder=scenario.encoder)
+    else:
+        from invguard.targets.http import HttpTarget
+
+        target = stack.enter_context(HttpTarget(args.url, num_classes=k, input_shape=(n,)))
+    if Capability.SCORES not in target.capabilities:
+        raise TargetError(
+            f"{model_name} outputs labels only, no class scores (it has no predict_proba): "
+            "tabular assess needs a model that returns scores"
+        )
+    return target
+
+
 def cmd_tabular_assess(args: argparse.Namespace) -> int:
     """Attack one sensitive attribute of a model's training rows."""
-    from contextlib import ExitStack
-
-    from invguard.errors import TargetError, check_int
+    from invguard.errors import check_int
     from invguard.tabular._threads import limit_threads
-    from invguard.tabular.models import load_tabular_target, tabular_target, train_tabular_model
     from invguard.tabular.report import format_assessment, run_assessment, write_report
     from invguard.tabular.scenario import Population, build_scenario
-    from invguard.targets.base import Capability
 
     check_int("rows", args.rows, minimum=1)
     check_int("seed", args.seed, minimum=0)
@@ -133,25 +160,9 @@ def cmd_tabular_assess(args: argparse.Namespace) -> int:
     scenario = build_scenario(
         data, args.sensitive, seed=args.seed, encoder=_encoder(args), model_name=model_name
     )
-    n, k = scenario.encoder.n_features, scenario.num_classes
     with ExitStack() as stack:
         stack.enter_context(limit_threads(1))  # small models: one thread is fastest on shared CPUs
-        if args.arch is not None:
-            trained = train_tabular_model(
-                args.arch, scenario.train_x, scenario.train_y, num_classes=k, seed=args.seed
-            )
-            target = tabular_target(trained.model, n_features=n, num_classes=k)
-        elif args.model is not None:
-            target = load_tabular_target(args.model, encoder=scenario.encoder)
-        else:
-            from invguard.targets.http import HttpTarget
-
-            target = stack.enter_context(HttpTarget(args.url, num_classes=k, input_shape=(n,)))
-        if Capability.SCORES not in target.capabilities:
-            raise TargetError(
-                f"{model_name} outputs labels only, no class scores (it has no predict_proba): "
-                "tabular assess needs a model that returns scores"
-            )
+        target = _target(args, scenario, stack, model_name)
         populations: list[Population] = ["members"]
         if args.non_members:
             populations.append("non-members")
@@ -174,14 +185,14 @@ def cmd_tabular_assess(args: argparse.Namespace) -> int:
         "sensitive": args.sensitive,
         "seed": args.seed,
         "split": scenario.split.summary(),
-        "features": n,
+        "features": scenario.encoder.n_features,
     }
     for a in assessments:
         print(format_assessment(a))
         print()
     json_path, md_path = write_report(assessments, args.out, meta=meta)
     print(f"report: {json_path} and {md_path}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_tabular_train(args: argparse.Namespace) -> int:
@@ -213,4 +224,4 @@ def cmd_tabular_train(args: argparse.Namespace) -> int:
         f"{trained.seconds:.1f} s"
     )
     print(f"model: {model_path}  encoding: {enc_path}")
-    return 0
+    return EXIT_OK

@@ -17,7 +17,7 @@ from invguard.assess.config import ConfigError, load_config
 from invguard.assess.systems import build_target
 from invguard.data import ImageDataset
 from invguard.models import ModelCache
-from tests._cli import run_cli as _run
+from tests.cli._cli import run_cli as _run
 from tests.models.user_cnn import UserCNN, train_user_cnn
 
 FACTORY = "tests.models.user_cnn:build_user_cnn"

@@ -13,9 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from invguard.cli._common import EXIT_OK, SubParsers
 from invguard.errors import InvalidParameterError
 
-EXIT_OK = 0
+# Function-level imports below are for laziness: parsers are built without the assessment engine.
+
 FLAGS = {
     "queries": "--queries",
     "max_accuracy_drop": "--max-accuracy-drop",
@@ -84,13 +86,9 @@ def builtin_config(args: argparse.Namespace) -> Any:
     return LoadedConfig(cfg, Path("defend-evaluate"), raw)
 
 
-def cmd_defend_evaluate(args: argparse.Namespace) -> int:
+def _chosen_systems(args: argparse.Namespace) -> tuple[Any, list[int]]:
+    """The configuration (``--config`` or the built-in one) and the indices of its systems to run."""
     from invguard.assess.config import ConfigError, load_config
-    from invguard.assess.defend import check_defenses, evaluate_system_defenses
-    from invguard.assess.history import HistoryStore
-    from invguard.assess.systems import expand_attacks, prepare_system
-    from invguard.models import ModelCache, default_cache_dir
-    from invguard.report.defenses import render_text, write_defense_report
 
     if args.config:
         if args.training or args.output:
@@ -117,6 +115,19 @@ def cmd_defend_evaluate(args: argparse.Namespace) -> int:
             f"{loaded.path}: systems[*].defenses: no selected system lists defences; add a "
             "'defenses:' section (see the README) or run without --config for the built-in suite"
         )
+    return loaded, chosen
+
+
+def cmd_defend_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate the defences of the chosen systems; print (or ``--json``) and write reports."""
+    from invguard.assess.defend import check_defenses, evaluate_system_defenses
+    from invguard.assess.history import HistoryStore
+    from invguard.assess.systems import expand_attacks, prepare_system
+    from invguard.models import ModelCache, default_cache_dir
+    from invguard.report.defenses import render_text, write_defense_report
+
+    loaded, chosen = _chosen_systems(args)
+    cfg = loaded.config
     cache_root = (
         Path(args.cache_dir)
         if args.cache_dir
@@ -154,7 +165,8 @@ def cmd_defend_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_defend_parser(sub: Any) -> None:
+def add_defend_parser(sub: SubParsers) -> None:
+    """Register ``defend`` (with ``evaluate``) on the top-level sub-parsers."""
     p = sub.add_parser("defend", help="measure defences: leakage drop against accuracy drop")
     dsub = p.add_subparsers(dest="defend_command", required=True, metavar="COMMAND")
     e = dsub.add_parser(

@@ -13,30 +13,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from invguard.cli._common import EXIT_OK, SubParsers, nonneg_int, positive_int
+
+# Function-level imports below are for laziness: parsers are built without numpy.
+
 DEFAULT_REPORT_DIR = "invguard-report"
 
 
-def _nonneg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text[:40]!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text[:40]!r}")
-    return value
-
-
-def add_review_parser(sub: argparse._SubParsersAction[Any]) -> None:
+def add_review_parser(sub: SubParsers) -> None:
     """Add the ``review`` command group (``export``, ``import``) to top-level sub-parsers."""
     p: argparse.ArgumentParser = sub.add_parser(
         "review",
@@ -56,10 +40,15 @@ def add_review_parser(sub: argparse._SubParsersAction[Any]) -> None:
     e.add_argument(
         "-o", "--out", type=Path, metavar="FILE", help="the sheet (default REPORT_DIR/review.html)"
     )
-    e.add_argument("--seed", type=_nonneg, default=0, help="shuffle and sampling seed (default 0)")
+    e.add_argument(
+        "--seed",
+        type=nonneg_int("an integer"),
+        default=0,
+        help="shuffle and sampling seed (default 0)",
+    )
     e.add_argument(
         "--distractors",
-        type=_positive,
+        type=positive_int,
         default=1,
         metavar="K",
         help="images of other identities shown beside each reconstruction (default 1)",
@@ -105,7 +94,7 @@ def cmd_review_export(args: argparse.Namespace) -> int:
     print(f"review sheet: {html}")
     print(f"answer key:   {key} (keep it from the reviewer)")
     print(f"then: invguard review import LABELS.json {args.report_dir}")
-    return 0
+    return EXIT_OK
 
 
 def _fmt(value: float | None, pct: bool = False) -> str:
@@ -145,4 +134,4 @@ def cmd_review_import(args: argparse.Namespace) -> int:
     review, verdicts = import_review(args.labels, report_dir, key=args.key)
     print(format_review(review, verdicts))
     print(f"updated {Path(report_dir) / 'report.json'}")
-    return 0
+    return EXIT_OK

@@ -10,7 +10,7 @@ import torch
 
 from invguard.cli import main
 from invguard.models import ModelCache
-from tests._cli import run_cli as _run
+from tests.cli._cli import run_cli as _run
 
 
 @pytest.fixture(scope="module")
