@@ -8,7 +8,6 @@ Register with ``add_tabular_parser(sub)`` on the top-level sub-parsers; each sub
 from __future__ import annotations
 
 import argparse
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -108,89 +107,52 @@ def _load_data(args: argparse.Namespace) -> Any:
     return load_adult()
 
 
-def _encoder(args: argparse.Namespace) -> Any:
-    from invguard.tabular.data import TabularEncoder
-    from invguard.tabular.models import encoding_path
-
-    if args.encoding is not None:
-        return TabularEncoder.load(args.encoding)
-    if args.model is not None and encoding_path(args.model).is_file():
-        return TabularEncoder.load(encoding_path(args.model))
-    return None
-
-
-def _target(args: argparse.Namespace, scenario: Any, stack: ExitStack, model_name: str) -> Any:
-    """The attacked model: a reference ``--arch`` trained now, a saved ``--model``, or ``--url``."""
-    from invguard.errors import TargetError
-    from invguard.tabular.models import load_tabular_target, tabular_target, train_tabular_model
-    from invguard.targets.base import Capability
-
-    n, k = scenario.encoder.n_features, scenario.num_classes
-    if args.arch is not None:
-        trained = train_tabular_model(
-            args.arch, scenario.train_x, scenario.train_y, num_classes=k, seed=args.seed
-        )
-        target = tabular_target(trained.model, n_features=n, num_classes=k)
-    elif args.model is not None:
-        target = load_tabular_target(args.model, encoder=scenario.encoder)
-    else:
-        from invguard.targets.http import HttpTarget
-
-        target = stack.enter_context(HttpTarget(args.url, num_classes=k, input_shape=(n,)))
-    if Capability.SCORES not in target.capabilities:
-        raise TargetError(
-            f"{model_name} outputs labels only, no class scores (it has no predict_proba): "
-            "tabular assess needs a model that returns scores"
-        )
-    return target
-
-
-def cmd_tabular_assess(args: argparse.Namespace) -> int:
-    """Attack one sensitive attribute of a model's training rows."""
-    from invguard.errors import check_int
-    from invguard.tabular._threads import limit_threads
-    from invguard.tabular.report import format_assessment, run_assessment, write_report
-    from invguard.tabular.scenario import Population, build_scenario
+def _spec(args: argparse.Namespace) -> Any:
+    """The run spec of ``tabular assess`` (flag errors name the flags)."""
+    from invguard.errors import InvalidParameterError, check_int
+    from invguard.tabular.pipeline import TabularSpec
 
     check_int("rows", args.rows, minimum=1)
     check_int("seed", args.seed, minimum=0)
-    data = _load_data(args)
-    data.check_sensitive(args.sensitive)
-    model_name = args.model.name if args.model is not None else args.url or f"reference {args.arch}"
-    scenario = build_scenario(
-        data, args.sensitive, seed=args.seed, encoder=_encoder(args), model_name=model_name
+    cats = tuple(c.strip() for c in str(args.categorical or "").split(",") if c.strip())
+    if args.csv is not None and not args.label:
+        raise InvalidParameterError("--csv needs --label: the name of the label column")
+    if args.csv is None and (args.label or cats):
+        raise InvalidParameterError("--label and --categorical apply to --csv only")
+    return TabularSpec(
+        sensitive=args.sensitive,
+        csv=args.csv,
+        label=args.label if args.csv is not None else None,
+        categorical=cats,
+        arch=args.arch,
+        model=args.model,
+        encoding=args.encoding,
+        rows=args.rows,
+        non_members=args.non_members,
+        seed=args.seed,
     )
-    with ExitStack() as stack:
-        stack.enter_context(limit_threads(1))  # small models: one thread is fastest on shared CPUs
-        target = _target(args, scenario, stack, model_name)
-        populations: list[Population] = ["members"]
-        if args.non_members:
-            populations.append("non-members")
-        assessments = []
-        for population in populations:
-            request, truth = scenario.request(population, max_rows=args.rows, seed=args.seed)
-            assessments.append(
-                run_assessment(
-                    target,
-                    request,
-                    truth,
-                    rng=args.seed,
-                    model=model_name,
-                    population=population,
-                )
-            )
-    meta = {
-        "data": data.name,
-        "model": model_name,
-        "sensitive": args.sensitive,
-        "seed": args.seed,
-        "split": scenario.split.summary(),
-        "features": scenario.encoder.n_features,
-    }
-    for a in assessments:
+
+
+def cmd_tabular_assess(args: argparse.Namespace) -> int:
+    """Attack one sensitive attribute of a model's training rows (the assessment's tabular job)."""
+    from invguard.tabular.pipeline import run_tabular
+    from invguard.tabular.report import format_assessment, write_report
+    from invguard.targets.http import HttpTarget
+
+    spec = _spec(args)
+    model_name = args.model.name if args.model is not None else args.url or f"reference {args.arch}"
+    factory = None
+    if args.url is not None:
+
+        def factory(scenario: Any) -> Any:
+            n, k = scenario.encoder.n_features, scenario.num_classes
+            return HttpTarget(args.url, num_classes=k, input_shape=(n,))
+
+    run = run_tabular(spec, target_factory=factory, model_name=model_name)
+    for a in run.assessments:
         print(format_assessment(a))
         print()
-    json_path, md_path = write_report(assessments, args.out, meta=meta)
+    json_path, md_path = write_report(run.assessments, args.out, meta=run.meta)
     print(f"report: {json_path} and {md_path}")
     return EXIT_OK
 

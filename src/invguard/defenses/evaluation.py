@@ -40,7 +40,8 @@ from invguard.judges import Calibration, JudgePanel, calibrate, judge_images, ru
 from invguard.metrics import Evaluator, evaluate_inversion
 from invguard.models.cache import ModelCache
 from invguard.priors.base import ImagePrior
-from invguard.targets.base import Capability, QueryCounter, Target
+from invguard.targets.base import Capability, Target
+from invguard.targets.output import TargetView
 from invguard.targets.pytorch import TorchTarget
 
 log = logging.getLogger(__name__)
@@ -269,35 +270,6 @@ def compare(
     )
 
 
-class _Budgeted:
-    """A view of a target with its own query count and hard budget (one per black-box attack run),
-    so that every attack gets the same budget however many share the model behind it."""
-
-    def __init__(self, inner: Target, budget: int | None) -> None:
-        self.inner = inner
-        self._counter = QueryCounter(budget)
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        return self.inner.capabilities - {Capability.GRADIENTS}
-
-    @property
-    def num_classes(self) -> int:
-        return self.inner.num_classes
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.inner.input_shape
-
-    @property
-    def queries(self) -> int:
-        return self._counter.count
-
-    def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        self._counter.charge(len(x))
-        return self.inner.predict(x)
-
-
 def _fits(attack: Attack, target: Target) -> bool:
     return frozenset(attack.requires) <= target.capabilities
 
@@ -387,7 +359,7 @@ def _attack_row(
         if not _fits(attack, target):
             continue
         white = Capability.GRADIENTS in attack.requires
-        view = target if white else _Budgeted(target, query_budget)
+        view = target if white else TargetView(target, query_budget=query_budget, own_count=True)
         try:
             prior = priors(name, view) if priors is not None else None
             run_request = request if prior is None else dataclasses.replace(request, prior=prior)
