@@ -75,7 +75,7 @@ def test_registry_entries_rules_references_and_budgets() -> None:
 
     from invguard.report.assessment import _rules
 
-    rules = {r["id"]: r for r in _rules()}
+    rules = {r["id"]: r for r in _rules({})}
     assert rules["IG-MI-005"]["name"] == "PpaModelInversion"
     assert {"OWASP-ML03", "AML.T0024.001"} <= set(rules["IG-MI-007"]["properties"]["tags"])
 

@@ -51,8 +51,10 @@ def run_assessment(
     progress: JobProgress | None = None,
     defense_progress: StepFn | None = None,
     write: bool = True,
+    sarif_root: Path | None = None,
 ) -> Assessment:
-    """Run (or resume) the assessment described by ``loaded`` and write its reports."""
+    """Run (or resume) the assessment described by ``loaded`` and write its reports (SARIF paths
+    relative to ``sarif_root``, default: the git top level above the config)."""
     cfg = loaded.config
     started_clock, started = time.perf_counter(), _now()
     executor = executor or InProcessExecutor()
@@ -112,7 +114,7 @@ def run_assessment(
                 galleries=galleries,
             )
             if write:
-                write_reports(assessment, out)
+                write_reports(assessment, out, sarif_root=sarif_root)
             _record_run(store, assessment, out)
             trail.finished(assessment)
         finally:
@@ -136,14 +138,18 @@ def _record_run(store: HistoryStore, assessment: Assessment, out: Path) -> None:
     )
 
 
-def write_reports(assessment: Assessment, out: Path) -> dict[str, Path]:
+def write_reports(
+    assessment: Assessment, out: Path, *, sarif_root: Path | None = None
+) -> dict[str, Path]:
     """Write HTML, JSON and SARIF into ``out``: built in a temporary folder, then swapped in."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / "assessment.json").write_text(render_json(assessment), encoding="utf-8")
-        (tmp / "assessment.sarif").write_text(render_sarif(assessment), encoding="utf-8")
+        (tmp / "assessment.sarif").write_text(
+            render_sarif(assessment, sarif_root), encoding="utf-8"
+        )
         (tmp / "assessment.html").write_text(render_html(assessment), encoding="utf-8")
         for f in tmp.iterdir():
             f.chmod(0o644)

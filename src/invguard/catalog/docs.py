@@ -8,7 +8,23 @@ import re
 from dataclasses import dataclass
 
 from invguard.catalog.attacks import ATTACK_REGISTRY, TABULAR_ATTACKS
-from invguard.catalog.rules import CONTROL_RULES, JOB_FAILED_RULE, POSTURE_RULES
+from invguard.catalog.rules import (
+    ATLAS_T0024_001,
+    CONTROL_RULES,
+    JOB_FAILED_RULE,
+    OWASP_ML03,
+    POSTURE_RULES,
+)
+
+POSTURE_HELP = {
+    "authentication": "Require an API key or token on the prediction endpoint (the InvGuard "
+    "gateway does), so that every query is attributable and can be limited.",
+    "output_detail": "Return only the label, or the top-1/top-k scores, unless clients need the "
+    "full probability vector.",
+    "output_precision": "Round returned scores to 2 decimals or fewer, or return labels only.",
+    "rate_limiting": "Rate-limit and cap queries per client (the InvGuard gateway does this).",
+    "transport_security": "Serve the endpoint over HTTPS only.",
+}
 
 _MI_TAGS = ("security", "privacy", "model-inversion", "OWASP-ML03", "AML.T0024.001")
 _AI_TAGS = ("security", "privacy", "attribute-inference", "OWASP-ML03", "AML.T0024.001")
@@ -25,7 +41,8 @@ class RuleDoc:
     help: str | None
     tags: tuple[str, ...]
     precision: str | None = "high"
-    documented: bool = True  # has a help page (``helpUri``)
+    help_uri: str | None = None  # the rule's own page (its first reference); else the tool's
+    default_severity: str = "high"  # shown by code scanning when the run has no result of it
 
 
 def _camel(text: str) -> str:
@@ -43,6 +60,7 @@ def _attack_docs() -> list[RuleDoc]:
             help="Severity follows attack accuracy relative to chance: see the InvGuard README, "
             "'Severity and risk'.",
             tags=_MI_TAGS,
+            help_uri=ATLAS_T0024_001.url,
         )
         for info in ATTACK_REGISTRY.values()
     ]
@@ -57,6 +75,7 @@ def _attack_docs() -> list[RuleDoc]:
             help="Severity follows the share of the imputation baseline's errors the attack "
             "recovers, when significant: see the InvGuard README, 'Severity and risk'.",
             tags=_AI_TAGS,
+            help_uri=ATLAS_T0024_001.url,
         )
         for tab in TABULAR_ATTACKS.values()
     ]
@@ -75,8 +94,10 @@ def rule_docs() -> list[RuleDoc]:
             help=advice,
             tags=("security", "privacy", "declared-control"),
             precision="low",
+            help_uri=ref.url if ref is not None else OWASP_ML03.url,
+            default_severity="medium",
         )
-        for rule, _, advice in CONTROL_RULES.values()
+        for rule, ref, advice in CONTROL_RULES.values()
     ]
     docs += [
         RuleDoc(
@@ -84,10 +105,12 @@ def rule_docs() -> list[RuleDoc]:
             name=_camel(rule.title),
             title=rule.title,
             description=rule.help,
-            help=None,
+            help=POSTURE_HELP[check],
             tags=("security", "privacy", "endpoint-posture"),
+            help_uri=refs[-1].url,
+            default_severity=severity,
         )
-        for rule, _, _, _ in POSTURE_RULES.values()
+        for check, (rule, severity, refs, _) in POSTURE_RULES.items()
     ]
     docs.append(
         RuleDoc(
@@ -95,10 +118,11 @@ def rule_docs() -> list[RuleDoc]:
             name="AssessmentIncomplete",
             title=JOB_FAILED_RULE.title,
             description=JOB_FAILED_RULE.help,
-            help=None,
+            help="Fix the cause named in the finding (an unreachable endpoint, a missing file, a "
+            "budget too small) and run the assessment again: finished jobs are reused.",
             tags=("assessment-error",),
             precision=None,
-            documented=False,
+            default_severity="medium",
         )
     )
     return docs

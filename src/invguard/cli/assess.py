@@ -36,6 +36,12 @@ def add_assess_parsers(sub: SubParsers) -> None:
     p.add_argument("--audit-db", help="audit log (default: the config's audit_db)")
     p.add_argument("--no-audit", action="store_true", help="do not write to the audit log")
     p.add_argument("--cache-dir", default=None, help="model cache folder")
+    p.add_argument(
+        "--sarif-root",
+        default=None,
+        help="paths in the SARIF are relative to this folder (default: the git top level above "
+        "the config, else the config's folder)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_assess)
 
@@ -89,6 +95,17 @@ def _defense_progress(message: str) -> None:
     print(f"  defences: {message}", file=sys.stderr, flush=True)
 
 
+def _sarif_root(value: str | None) -> Path | None:
+    from invguard.errors import InvalidParameterError
+
+    if value is None:
+        return None
+    root = Path(value)
+    if not root.is_dir():
+        raise InvalidParameterError(f"--sarif-root: no such folder: {value}")
+    return root
+
+
 def cmd_assess(args: argparse.Namespace) -> int:
     """Run (or resume) an assessment; exit 1 when the CI gate trips."""
     from invguard.assess.config import load_config
@@ -108,6 +125,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
             progress=_job_progress(args.quiet),
             defense_progress=None if args.quiet else _defense_progress,
+            sarif_root=_sarif_root(args.sarif_root),
         )
     finally:
         executor.close()

@@ -1,14 +1,15 @@
-"""Render an :class:`~invguard.assess.engine.Assessment` as HTML, JSON and SARIF 2.1.0."""
+"""Render an :class:`~invguard.assess.records.Assessment` as HTML, JSON and SARIF 2.1.0."""
 
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+import yaml
 
 from invguard import __version__
 from invguard.catalog.docs import rule_docs
@@ -38,46 +39,97 @@ def render_json(assessment: Assessment) -> str:
 # SARIF
 
 
-def _rules() -> list[dict[str, Any]]:
-    """Every rule of the catalogue as a SARIF ``reportingDescriptor``."""
+def _rules(worst: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every rule of the catalogue as a SARIF ``reportingDescriptor``, each with the
+    ``security-severity`` GitHub code scanning reads from the rule: the worst severity of the rule's
+    results in this run (``worst``), else the rule's default."""
     rules: list[dict[str, Any]] = []
     for doc in rule_docs():
-        rule: dict[str, Any] = {
-            "id": doc.id,
-            "name": doc.name,
-            "shortDescription": {"text": doc.title},
-            "fullDescription": {"text": doc.description},
-        }
-        if doc.documented:
-            rule["helpUri"] = INFORMATION_URI
-        if doc.help:
-            rule["help"] = {"text": doc.help}
-        rule["properties"] = {"tags": list(doc.tags)}
-        if doc.precision:
-            rule["properties"]["precision"] = doc.precision
-        rules.append(rule)
+        severity = worst.get(doc.id, doc.default_severity)
+        rules.append(
+            {
+                "id": doc.id,
+                "name": doc.name,
+                "shortDescription": {"text": doc.title},
+                "fullDescription": {"text": doc.description},
+                "helpUri": doc.help_uri or INFORMATION_URI,
+                "help": {"text": doc.help or doc.description},
+                "defaultConfiguration": {"level": SARIF_LEVEL[severity]},
+                "properties": {
+                    "tags": list(doc.tags),
+                    "precision": doc.precision or "medium",
+                    "security-severity": SECURITY_SEVERITY[severity],
+                },
+            }
+        )
     return rules
 
 
-def _system_lines(config_path: str) -> dict[str, int]:
-    """Line (1-based) of each ``id: <system>`` in the configuration file, for SARIF regions."""
-    lines: dict[str, int] = {}
+def _node_region(node: yaml.Node) -> dict[str, int]:
+    """A SARIF region (1-based lines and columns) spanning a YAML node, up to its last character
+    (a block node's end mark lies at the start of whatever follows it)."""
+    end, buf = node.end_mark, node.end_mark.buffer
+    end_line = end.line + 1
+    if isinstance(buf, str):
+        i = end.pointer
+        while i > node.start_mark.pointer and buf[i - 1] in " \t\r\n":
+            i -= 1
+        end_line = buf.count("\n", 0, i) + 1
+    return {
+        "startLine": node.start_mark.line + 1,
+        "startColumn": node.start_mark.column + 1,
+        "endLine": max(end_line, node.start_mark.line + 1),
+    }
+
+
+def _system_regions(config_path: str) -> dict[str, dict[str, int]]:
+    """The region of each system's entry in the configuration file, from PyYAML's node marks
+    (block or flow style alike)."""
     try:
-        text = Path(config_path).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return lines
-    for i, line in enumerate(text, start=1):
-        m = re.match(r"^\s*-?\s*id:\s*['\"]?([A-Za-z0-9][A-Za-z0-9_.-]*)['\"]?\s*(#.*)?$", line)
-        if m and m.group(1) not in lines:
-            lines[m.group(1)] = i
-    return lines
+        root = yaml.compose(Path(config_path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    systems = next((v for k, v in root.value if getattr(k, "value", None) == "systems"), None)
+    regions: dict[str, dict[str, int]] = {}
+    for item in systems.value if isinstance(systems, yaml.SequenceNode) else []:
+        if not isinstance(item, yaml.MappingNode):
+            continue
+        ids = [v.value for k, v in item.value if k.value == "id" and isinstance(v, yaml.ScalarNode)]
+        if ids and ids[0] not in regions:
+            regions[ids[0]] = _node_region(item)
+    return regions
 
 
-def render_sarif(assessment: Assessment) -> str:
-    rules = _rules()
+def sarif_root(config_path: str | Path) -> Path:
+    """Where SARIF paths are relative to: the git top level above the configuration file, else
+    the configuration's folder."""
+    folder = Path(config_path).resolve().parent
+    return next((d for d in (folder, *folder.parents) if (d / ".git").exists()), folder)
+
+
+def _artifact_uri(config_path: str | Path, root: Path | None) -> str:
+    path = Path(config_path).resolve()
+    base = (root or sarif_root(path)).resolve()
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_uri()
+
+
+def render_sarif(assessment: Assessment, root: Path | None = None) -> str:
+    """SARIF 2.1.0 for code scanning; paths relative to ``root`` (default :func:`sarif_root`)."""
+    worst: dict[str, str] = {}
+    for f in assessment.findings:
+        if not f.passed and SEVERITY_RANK[f.severity] > SEVERITY_RANK.get(
+            worst.get(f.rule_id, ""), -1
+        ):
+            worst[f.rule_id] = f.severity
+    rules = _rules(worst)
     index = {r["id"]: i for i, r in enumerate(rules)}
-    uri = Path(assessment.config_path).name
-    lines = _system_lines(assessment.config_path)
+    uri = _artifact_uri(assessment.config_path, root)
+    regions = _system_regions(assessment.config_path)
     results = []
     for system in assessment.systems:
         for f in system.findings:
@@ -96,7 +148,7 @@ def render_sarif(assessment: Assessment) -> str:
                         {
                             "physicalLocation": {
                                 "artifactLocation": {"uri": uri},
-                                "region": {"startLine": lines.get(system.id, 1)},
+                                "region": regions.get(system.id, {"startLine": 1}),
                             },
                             "logicalLocations": [{"name": system.id, "kind": "module"}],
                         }
