@@ -3,9 +3,11 @@
 Protocols (issue 12):
 
 * ``faces40``: the 40 AT&T identities; the public prior is the pretrained face DCGAN
-  (``gan-face-generate``, synthetic DigiFace-1M faces).
+  (``gan-face-generate``, synthetic DigiFace-1M faces), as it is and adapted to the 100 grey LFW
+  faces of ``skimage.data.lfw_subset`` (other people, other photos: no AT&T image).
 * ``faces30``: identities s1-s30 private; the attacker's public images are the 100 photos of
-  s31-s40, on which InvGuard trains its own DCGAN (GMI, PPA) and PLG-MI's conditional GAN.
+  s31-s40, on which InvGuard trains its own DCGAN (GMI, PPA) and PLG-MI's conditional GAN, and to
+  which it adapts the public face DCGAN (``public-faces-adapted``, :mod:`invguard.priors.finetune`).
 * ``mnist``: the GMI/KED-MI digit protocol: target trained on MNIST 0-4, generators on 5-9 only.
 
 For every row: each judge's top-1, the verdict (>= 2 reliable judges), seconds and steps. Where
@@ -40,6 +42,7 @@ from invguard.judges import is_face_data, judge_run, reference_panel
 from invguard.judges.calibration import public_lookalikes
 from invguard.models import train_target
 from invguard.priors import ImagePrior, load_public_face_prior
+from invguard.priors.finetune import AdaptConfig, adapt_prior
 from invguard.priors.train import train_prior
 from invguard.report.images import to_pil
 from invguard.targets import TorchTarget
@@ -50,16 +53,31 @@ class Protocol:
     name: str
     dataset: str
     public: str | None
-    priors: tuple[str, ...]  # "public-faces" and/or "trained"
+    priors: tuple[str, ...]  # "public-faces", "public-faces-adapted" and/or "trained"
+    adapt_on: str | None = None  # "public" (the protocol's public images) or "lfw-faces"
 
 
+ADAPTED = "public-faces-adapted"
 PROTOCOLS = {
-    "faces40": Protocol("faces40", "att-faces", None, ("public-faces",)),
+    "faces40": Protocol("faces40", "att-faces", None, ("public-faces", ADAPTED), "lfw-faces"),
     "faces30": Protocol(
-        "faces30", "att-faces-private30", "att-faces-public10", ("public-faces", "trained")
+        "faces30",
+        "att-faces-private30",
+        "att-faces-public10",
+        ("public-faces", ADAPTED, "trained"),
+        "public",
     ),
     "mnist": Protocol("mnist", "mnist-0-4", "mnist-5-9", ("trained",)),
 }
+LFW_FACES = 100  # skimage's lfw_subset: 100 faces (25x25, grey), then 100 non-faces
+
+
+def _lfw_faces() -> np.ndarray:
+    """The 100 LFW faces of ``skimage.data.lfw_subset`` as ``(100, 1, 25, 25)`` in [0, 1]."""
+    from skimage.data import lfw_subset
+
+    faces = lfw_subset()[:LFW_FACES]  # type: ignore[no-untyped-call]
+    return np.asarray(faces, dtype=np.float32)[:, None]
 
 
 def _zoo_resnet(dataset: ImageDataset) -> tuple[Any, float]:
@@ -82,13 +100,27 @@ def _targets(dataset: ImageDataset, names: list[str], seed: int) -> dict[str, tu
 
 
 def _priors(
-    proto: Protocol, dataset: ImageDataset, public: np.ndarray | None
+    proto: Protocol,
+    dataset: ImageDataset,
+    public: np.ndarray | None,
+    kinds: tuple[str, ...],
+    adapt: AdaptConfig,
 ) -> dict[str, ImagePrior]:
     priors: dict[str, ImagePrior] = {}
-    for kind in proto.priors:
+    for kind in kinds:
         started = time.perf_counter()
         if kind == "public-faces":
             priors[kind] = load_public_face_prior(dataset.image_shape)
+        elif kind == ADAPTED:
+            images = public if proto.adapt_on == "public" else _lfw_faces()
+            assert images is not None
+            priors[kind] = adapt_prior(
+                load_public_face_prior(dataset.image_shape),
+                images,
+                config=adapt,
+                seed=0,
+                cache=cache(),
+            )
         else:  # the recipe `invguard attack --prior trained` uses (faces: 32x32, flips)
             assert public is not None
             priors[kind] = train_prior(
@@ -104,15 +136,17 @@ def _priors(
     return priors
 
 
-def _attacks(proto: Protocol, names: list[str]) -> list[tuple[str, Any, str | None]]:
+def _attacks(
+    proto: Protocol, names: list[str], kinds: tuple[str, ...]
+) -> list[tuple[str, Any, str | None]]:
     """(label, attack, prior kind) for the protocol; GMI needs a discriminator (trained prior)."""
     out: list[tuple[str, Any, str | None]] = []
     for name in names:
         if name == "miface":
             out.append(("miface", MIFace(), None))
         elif name == "ppa":
-            out += [(f"ppa/{k}", PPA(), k) for k in proto.priors]
-        elif name == "gmi" and "trained" in proto.priors:
+            out += [(f"ppa/{k}", PPA(), k) for k in kinds]
+        elif name == "gmi" and "trained" in kinds:
             out.append(("gmi/trained", GMI(), "trained"))
         elif name == "plg" and proto.public is not None:
             out.append(("plg", PLGMI(), "plg"))
@@ -125,7 +159,10 @@ def run_protocol(
     attack_names: list[str],
     seed: int,
     gallery: Path | None,
+    prior_names: list[str] | None = None,
+    adapt: AdaptConfig | None = None,
 ) -> list[dict[str, Any]]:
+    kinds = tuple(k for k in proto.priors if prior_names is None or k in prior_names)
     dataset = load_builtin(proto.dataset)
     public = load_builtin_auxiliary(proto.public) if proto.public else None
     print(
@@ -135,11 +172,11 @@ def run_protocol(
     open_panel = (
         reference_panel(dataset, cache=cache(), public=public)[0] if public is not None else None
     )
-    priors = _priors(proto, dataset, public)
+    priors = _priors(proto, dataset, public, kinds, adapt or AdaptConfig())
     rows: list[dict[str, Any]] = []
     for tname, (model, test_acc) in _targets(dataset, target_names, seed).items():
         strip: list[tuple[str, np.ndarray]] = []
-        for label, attack, kind in _attacks(proto, attack_names):
+        for label, attack, kind in _attacks(proto, attack_names, kinds):
             target = TorchTarget(model, input_shape=dataset.image_shape)
             started = time.perf_counter()
             prior = None
@@ -269,11 +306,24 @@ def _gallery(
     print(f"  gallery {path} (rows: real, {', '.join(label for label, _ in strip)})")
 
 
+def _adapt_config(text: str) -> AdaptConfig:
+    """``AdaptConfig`` from ``"steps=400,frozen_blocks=2,lr_g=5e-5"`` (ints, floats, bools)."""
+    fields: dict[str, Any] = {}
+    for part in filter(None, text.split(",")):
+        name, _, value = part.partition("=")
+        fields[name] = value == "true" if value in ("true", "false") else json.loads(value)
+    return AdaptConfig(**fields)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all")
     parser.add_argument("--targets", default="softmax,mlp,cnn,resnet")
     parser.add_argument("--attacks", default="miface,ppa,gmi,plg")
+    parser.add_argument("--priors", default=None, help="prior kinds to run (default: all)")
+    parser.add_argument(
+        "--adapt", default="", help="AdaptConfig fields for public-faces-adapted: steps=400,..."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gallery", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -284,7 +334,13 @@ def main() -> None:
     started = time.perf_counter()
     for proto in protos:
         rows += run_protocol(
-            proto, args.targets.split(","), args.attacks.split(","), args.seed, args.gallery
+            proto,
+            args.targets.split(","),
+            args.attacks.split(","),
+            args.seed,
+            args.gallery,
+            args.priors.split(",") if args.priors else None,
+            _adapt_config(args.adapt),
         )
     columns = sorted(
         {k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99

@@ -8,7 +8,6 @@ public images; PLG-MI trains a conditional GAN on public images pseudo-labelled 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from torch import nn
 from invguard.errors import DataError, InvalidParameterError
 from invguard.models.cache import ModelCache
 from invguard.priors import PUBLIC_FACE_INSTALL, ImagePrior, load_generator_file
+from invguard.priors.finetune import module_fingerprint
 from invguard.priors.pretrained import load_public_face_prior, public_face_weights_path
 from invguard.targets.base import DifferentiableTarget, Target
 
@@ -48,12 +48,7 @@ def choose_attack(requested: str, model: nn.Module | None) -> str:
 
 def model_fingerprint(model: nn.Module) -> str:
     """SHA-256 over a model's parameters and buffers (names, shapes, bytes): a cache key part."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:32]
+    return module_fingerprint(model)
 
 
 def trained_prior_config(faces: bool) -> GanConfig | None:
