@@ -80,7 +80,7 @@ def test_key_id_is_c2sp_formula(signer: Signer) -> None:
 
 
 def test_signer_repr_hides_the_key(signer: Signer) -> None:
-    secret = signer.to_string().rsplit("+", 1)[1]
+    secret = signer.to_string().split("+", 4)[4]  # the base64 may hold "+"
     assert secret not in repr(signer)
     assert "private_key" not in repr(signer)
 
