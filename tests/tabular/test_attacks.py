@@ -14,12 +14,15 @@ from invguard.tabular.attacks import (
     ATTACKS,
     CSMIA,
     AttributeAttack,
+    AttributeAttackBase,
+    AttributeContext,
     AttributeInferenceRequest,
     AuxiliaryRows,
     ConfidenceScoreAttack,
     DecisionTreeWhiteBox,
     FredriksonMAP,
     ImputationBaseline,
+    Inference,
     PriorBaseline,
     _Marginals,
     _region_mass,
@@ -187,6 +190,52 @@ def test_configs_are_frozen_keyword_only_and_registered() -> None:
         instance = cls()
         assert isinstance(instance, AttributeAttack)
         assert instance.name == name
+
+
+def test_attacks_share_the_final_run_of_the_base() -> None:
+    for cls in ATTACKS.values():
+        assert issubclass(cls, AttributeAttackBase)
+        assert cls.run is AttributeAttackBase.run
+    with pytest.raises(TypeError, match=r"overrides AttributeAttackBase\.run, which is final"):
+
+        class Rogue(AttributeAttackBase):
+            def run(self, *args: object, **kwargs: object) -> None:  # type: ignore[misc, override]
+                return None
+
+
+def test_the_base_times_seeds_and_counts_only_the_attacks_own_queries() -> None:
+    """``_infer`` sees the run's Generator; queries before the run are not counted."""
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Probe(AttributeAttackBase):
+        name = "probe"
+        requires = frozenset({Capability.SCORES})
+
+        @property
+        def label(self) -> str:
+            return "probe"
+
+        def _infer(self, ctx: AttributeContext) -> Inference:
+            ctx.queried.predict(ctx.request.x)
+            n, k = ctx.request.n, ctx.request.attribute.k
+            pred = ctx.rng.integers(k, size=n)
+            return Inference(pred, np.full((n, k), 1.0 / k, dtype=np.float32), {"ok": True})
+
+    target = TableTarget(CSMIA_TABLE)
+    req = _request([0, 1, 0, 0], prior=[0.5, 0.5])
+    target.predict(req.x)
+    res = Probe().run(target, req, rng=4)
+    assert res.queries == 4
+    assert target.queries == 8
+    assert res.seed == 4
+    assert res.config == {}
+    assert res.extra == {"ok": True}
+    assert res.predictions.tolist() == np.random.default_rng(4).integers(2, size=4).tolist()
+    assert (res.attack, res.label, res.attribute, res.values) == ("probe", "probe", "s", ("a", "b"))
+    assert res.predictions.dtype == np.int64
+    assert res.seconds >= 0.0
+    with pytest.raises(TargetError, match="attack 'probe' queries the model: pass a target"):
+        Probe().run(None, req)
 
 
 def test_request_validation() -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from invguard.attacks.base import InversionRequest
+from invguard.attacks.base import AttackBase, InversionRequest, SearchContext
 from invguard.errors import InvalidParameterError
-from invguard.targets.base import Target
+from invguard.targets.base import QueryBudgetExceededError, Target
 
 FloatArray = NDArray[np.float32]
 
@@ -68,6 +70,23 @@ def auxiliary_images(request: InversionRequest, target: Target, attack: str) -> 
     return arr
 
 
+@dataclass(frozen=True, kw_only=True)
+class AuxiliaryImageAttack(AttackBase):
+    """An attack that learns from the request's auxiliary images: a frozen config with no fields
+    of its own, whose ``_check`` refuses a request without them before the clock starts."""
+
+    def _check(self, target: Target, request: InversionRequest) -> None:
+        auxiliary_images(request, target, self.name)
+
+    def _augmented_auxiliary(
+        self, ctx: SearchContext, copies: int, max_shift: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The auxiliary images and, after them, ``copies - 1`` flipped and shifted copies
+        (:func:`augment_images`, drawn from ``ctx.torch_generator``)."""
+        aux = torch.from_numpy(auxiliary_images(ctx.request, ctx.target, self.name))
+        return aux, augment_images(aux, copies, max_shift, ctx.torch_generator)
+
+
 def augment_images(
     x: torch.Tensor, copies: int, max_shift: int, generator: torch.Generator
 ) -> torch.Tensor:
@@ -107,3 +126,37 @@ def predict_batched(target: Target, x: torch.Tensor, batch: int = 4096) -> torch
         for i in range(0, len(x), batch)
     ]
     return torch.cat(outs) if outs else torch.zeros(0, target.num_classes)
+
+
+class BatchSearch:
+    """State shared by the batched black-box searches (one run, every class at once).
+
+    ``classes``: the attacked classes; ``gen``: the run's torch generator; ``expired``: whether the
+    time budget is spent. :meth:`ask` queries the target and, when a budget is spent, returns None
+    and sets ``stop_reason`` (``"time_budget"`` or ``"query_budget"``); it stays "" until then.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        classes: torch.Tensor,
+        generator: torch.Generator,
+        expired: Callable[[], bool],
+    ) -> None:
+        self.target = target
+        self.classes = classes
+        self.gen = generator
+        self.expired = expired
+        self.n = len(classes)
+        self.stop_reason = ""
+
+    def ask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The target's scores for ``x``, or None (and ``stop_reason`` set) when a budget is spent."""
+        if self.expired():
+            self.stop_reason = "time_budget"
+            return None
+        try:
+            return predict_batched(self.target, x)
+        except QueryBudgetExceededError:
+            self.stop_reason = "query_budget"
+            return None

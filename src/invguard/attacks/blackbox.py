@@ -64,11 +64,11 @@ import torch
 
 from invguard.attacks._jacobian import JacobianEstimate
 from invguard.attacks._shared import (
+    BatchSearch,
     auxiliary_images,
     check_bool,
     check_bounds,
     dct_matrix,
-    predict_batched,
 )
 from invguard.attacks.base import (
     AttackBase,
@@ -79,7 +79,7 @@ from invguard.attacks.base import (
 )
 from invguard.attacks.miface import total_variation_and_grad
 from invguard.errors import InvalidParameterError, check_choice, check_float, check_int
-from invguard.targets.base import Capability, QueryBudgetExceededError, Target
+from invguard.targets.base import Capability, Target
 
 Estimator = Literal["nes", "spsa"]
 Pooling = Literal["jacobian", "none"]
@@ -241,7 +241,7 @@ def rounding_step(scores: torch.Tensor) -> float:
     return 0.0
 
 
-class _ZORun:
+class _ZORun(BatchSearch):
     """The state of one black-box inversion: all classes in one batch, per-sample bookkeeping."""
 
     def __init__(
@@ -254,15 +254,11 @@ class _ZORun:
         full: bool,
         expired: Callable[[], bool],
     ) -> None:
+        super().__init__(target, classes, generator, expired)
         self.cfg = cfg
-        self.target = target
         self.centre = centre
-        self.classes = classes
-        self.gen = generator
         self.full = full
-        self.expired = expired
-        n = len(classes)
-        self.n = n
+        n = self.n
         self.shape = tuple(centre.shape)
         self.spatial = len(self.shape) == 3
         self.sub_shape = _subspace_shape(self.shape, cfg.downsample)
@@ -297,7 +293,6 @@ class _ZORun:
         self.jumps = torch.zeros(n, dtype=torch.long)
         self.reasons = ["max_iterations"] * n
         self.probe_spent = 0
-        self.stop_reason = ""
 
     # -- the objective --------------------------------------------------------------------------
     def prior(self, x: torch.Tensor, *, grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -330,15 +325,8 @@ class _ZORun:
 
     def query(self, x: torch.Tensor) -> torch.Tensor | None:
         """Scores for ``x``, or None (and the stop reason set) when a budget is exhausted."""
-        if self.expired():
-            self.stop_reason = "time_budget"
-            return None
-        try:
-            scores = predict_batched(self.target, x)
-        except QueryBudgetExceededError:
-            self.stop_reason = "query_budget"
-            return None
-        if not self.full:
+        scores = self.ask(x)
+        if scores is not None and not self.full:
             step = rounding_step(scores)
             self.quantum = step if self.quantum == 0.0 else min(self.quantum, step or self.quantum)
         return scores

@@ -36,25 +36,14 @@ from typing import ClassVar
 
 import torch
 
-from invguard.attacks._shared import (
-    augment_images,
-    auxiliary_images,
-    check_bounds,
-    predict_batched,
-)
-from invguard.attacks.base import (
-    AttackBase,
-    InversionRequest,
-    ProgressFn,
-    SearchContext,
-    SearchOutcome,
-)
+from invguard.attacks._shared import AuxiliaryImageAttack, BatchSearch, check_bounds
+from invguard.attacks.base import ProgressFn, SearchContext, SearchOutcome
 from invguard.errors import check_float, check_int
-from invguard.targets.base import Capability, QueryBudgetExceededError, Target
+from invguard.targets.base import Capability, Target
 
 
 @dataclass(frozen=True, kw_only=True)
-class BoundaryRepulsion(AttackBase):
+class BoundaryRepulsion(AuxiliaryImageAttack):
     """Label-only inversion (BREP-MI style) in a PCA latent space; see the module docstring."""
 
     name: ClassVar[str] = "brep"
@@ -89,20 +78,14 @@ class BoundaryRepulsion(AttackBase):
         check_int("max_iterations", self.max_iterations, minimum=1)
         check_bounds(self.bounds)
 
-    def _check(self, target: Target, request: InversionRequest) -> None:
-        auxiliary_images(request, target, self.name)
-
     def _search(self, ctx: SearchContext) -> SearchOutcome:
         """Invert every requested class from the target's labels, all classes in one batch."""
-        target, classes = ctx.target, ctx.classes
-        aux = torch.from_numpy(auxiliary_images(ctx.request, target, self.name))
-        tgen = ctx.torch_generator
-        gen_model = _PCAGenerator.fit(
-            augment_images(aux, self.augment_copies, self.max_shift, tgen),
-            self.latent_dim,
-            self.bounds,
+        classes = ctx.classes
+        aux, augmented = self._augmented_auxiliary(ctx, self.augment_copies, self.max_shift)
+        gen_model = _PCAGenerator.fit(augmented, self.latent_dim, self.bounds)
+        state = _State(
+            self, ctx.target, gen_model, torch.from_numpy(classes), ctx.torch_generator, ctx.expired
         )
-        state = _State(self, target, gen_model, torch.from_numpy(classes), tgen, ctx.expired)
         state.find_starts(aux)
         state.repel(ctx.progress)
         recon = gen_model.decode(state.final())
@@ -160,7 +143,9 @@ class _PCAGenerator:
         return ((x.reshape(len(x), -1) - self.mean) @ self.components.T) / self.scales
 
 
-class _State:
+class _State(BatchSearch):
+    """The state of one label-only inversion: all classes in one batch, per-sample bookkeeping."""
+
     def __init__(
         self,
         cfg: BoundaryRepulsion,
@@ -170,14 +155,10 @@ class _State:
         gen: torch.Generator,
         expired: Callable[[], bool],
     ) -> None:
+        super().__init__(target, classes, gen, expired)
         self.cfg = cfg
-        self.target = target
         self.g = g
-        self.classes = classes
-        self.gen = gen
-        self.expired = expired
-        n = len(classes)
-        self.n = n
+        n = self.n
         self.z = torch.zeros(n, g.dim)
         self.best_z = torch.zeros(n, g.dim)
         self.last_in = torch.zeros(n, g.dim)
@@ -189,16 +170,16 @@ class _State:
         self.confidence = torch.zeros(n)
         self.reasons = ["no_start"] * n
         self.start_queries = 0
-        self.stop = ""
 
     def final(self) -> torch.Tensor:
         """The deepest point found (largest all-inside sphere), else the last point inside."""
         deep = (self.best_radius > 0).view(-1, 1)
         return torch.where(deep, self.best_z, self.last_in)
 
-    def labels(self, z: torch.Tensor) -> torch.Tensor:
-        scores = predict_batched(self.target, self.g.decode(z))
-        return scores.argmax(1)
+    def labels(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The target's labels for ``G(z)``, or None (and the stop reason set) past a budget."""
+        scores = self.ask(self.g.decode(z))
+        return None if scores is None else scores.argmax(1)
 
     def _project(self, z: torch.Tensor) -> torch.Tensor:
         limit = self.cfg.max_norm * math.sqrt(self.g.dim)
@@ -222,19 +203,14 @@ class _State:
         candidates = [self._project(self.g.encode(aux))[:budget]]
         spent = 0
         while spent < budget and not bool(self.found.all()):
-            if self.expired():
-                self.stop = "time_budget"
-                break
             z = candidates.pop(0) if candidates else None
             if z is None:
                 size = min(batch, budget - spent)
                 z = self._project(
                     cfg.init_scale * torch.randn(size, self.g.dim, generator=self.gen)
                 )
-            try:
-                labels = self.labels(z)
-            except QueryBudgetExceededError:
-                self.stop = "query_budget"
+            labels = self.labels(z)
+            if labels is None:
                 break
             spent += len(z)
             self._claim(z, labels)
@@ -247,13 +223,10 @@ class _State:
         cfg = self.cfg
         k, p = self.g.dim, cfg.points
         for it in range(1, cfg.max_iterations + 1):
-            if self.stop:
+            if self.stop_reason:
                 break
             run = self.running.nonzero().squeeze(1)
             if run.numel() == 0:
-                break
-            if self.expired():
-                self.stop = "time_budget"
                 break
             r = run.numel()
             u = torch.randn(r, p, k, generator=self.gen)
@@ -262,11 +235,10 @@ class _State:
             rad = self.radius[run]
             sphere = z.unsqueeze(1) + rad.view(r, 1, 1) * u
             pts = torch.cat([z.unsqueeze(1), sphere], 1).reshape(r * (1 + p), k)
-            try:
-                labels = self.labels(self._project(pts)).view(r, 1 + p)
-            except QueryBudgetExceededError:
-                self.stop = "query_budget"
+            answer = self.labels(self._project(pts))
+            if answer is None:
                 break
+            labels = answer.view(r, 1 + p)
             self.iters[run] += 1
             y = self.classes[run]
             inside = labels == y.view(r, 1)
@@ -298,8 +270,8 @@ class _State:
             if progress is not None and it % 10 == 0:
                 progress(it, cfg.max_iterations)
         for j in self.running.nonzero().squeeze(1).tolist():
-            self.reasons[j] = self.stop or "max_iterations"
-        if self.stop:
+            self.reasons[j] = self.stop_reason or "max_iterations"
+        if self.stop_reason:
             for j in (~self.found).nonzero().squeeze(1).tolist():
                 self.reasons[j] = "no_start"
         if progress is not None:

@@ -41,27 +41,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invguard.attacks._shared import (
-    augment_images,
-    auxiliary_images,
-    predict_batched,
-)
-from invguard.attacks.base import (
-    AttackBase,
-    InversionRequest,
-    ProgressFn,
-    SearchContext,
-    SearchOutcome,
-)
+from invguard.attacks._shared import AuxiliaryImageAttack, predict_batched
+from invguard.attacks.base import ProgressFn, SearchContext, SearchOutcome
 from invguard.errors import check_choice, check_float, check_int
-from invguard.targets.base import Capability, QueryBudgetExceededError, Target
+from invguard.targets.base import Capability, QueryBudgetExceededError
 
 ClassVector = Literal["onehot", "confident"]
 DecoderKind = Literal["mlp", "conv"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class LearnedInversion(AttackBase):
+class LearnedInversion(AuxiliaryImageAttack):
     """Train an inversion decoder on the target's answers for auxiliary images, then decode classes.
 
     Defaults were chosen by measurement on the AT&T faces (30 private identities, the 100 images of
@@ -97,20 +87,16 @@ class LearnedInversion(AttackBase):
         check_float("score_floor", self.score_floor, minimum=0.0, maximum=1.0, min_inclusive=False)
         check_choice("class_vector", self.class_vector, ("onehot", "confident"))
 
-    def _check(self, target: Target, request: InversionRequest) -> None:
-        auxiliary_images(request, target, self.name)
-
     def _search(self, ctx: SearchContext) -> SearchOutcome:
         """Query, train, decode. Costs ``augment_copies * len(auxiliary)`` queries for training
         and one per class to measure the target's confidence in the reconstructions."""
         target, classes = ctx.target, ctx.classes
-        aux = torch.from_numpy(auxiliary_images(ctx.request, target, self.name))
-        tgen = ctx.torch_generator
         shape = tuple(target.input_shape)
         c = target.num_classes
 
         # 1. The training set: augmented auxiliary images and the target's answers for them.
-        images = augment_images(aux, self.augment_copies, self.max_shift, tgen)
+        aux, images = self._augmented_auxiliary(ctx, self.augment_copies, self.max_shift)
+        tgen = ctx.torch_generator
         answers: list[torch.Tensor] = []
         reason = ""
         chunk = max(len(aux), 256)

@@ -220,6 +220,25 @@ def _generators(seed: int, n: int) -> list[torch.Generator]:
     ]
 
 
+def _fit_every_parameter(
+    model: nn.Module,
+    dataset: ImageDataset,
+    recipe: TrainConfig,
+    gen: torch.Generator,
+    loss: _loop.BatchLoss,
+) -> float:
+    """Train all of ``model``'s parameters on ``dataset``'s training split; the seconds spent."""
+    return _loop.fit(
+        model,
+        list(model.parameters()),
+        dataset.x_train,
+        dataset.y_train,
+        config=recipe,
+        generator=gen,
+        loss_fn=loss,
+    )
+
+
 def _param_names(model: nn.Module) -> list[str]:
     """Layers with parameters of their own, in registration order (for the reference
     architectures: from the input to the head)."""
@@ -544,15 +563,7 @@ class LabelSmoothing(TrainingDefense):
         def loss(xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> torch.Tensor:
             return smoothed_cross_entropy(model(xb), yb, self.factor(epoch, recipe.epochs))
 
-        seconds = _loop.fit(
-            model,
-            list(model.parameters()),
-            dataset.x_train,
-            dataset.y_train,
-            config=recipe,
-            generator=gen,
-            loss_fn=loss,
-        )
+        seconds = _fit_every_parameter(model, dataset, recipe, gen, loss)
         factors = [self.factor(e, recipe.epochs) for e in range(recipe.epochs)]
         first = next((e for e, f in enumerate(factors) if f != 0.0), None)
         full = next((e for e, f in enumerate(factors) if f == self.alpha), None)
@@ -620,15 +631,7 @@ class MID(TrainingDefense):
                 last_kl.append(float(kl.detach()))
             return smoothed_cross_entropy(logits, yb, recipe.label_smoothing) + self.beta * kl
 
-        seconds = _loop.fit(
-            vib,
-            list(vib.parameters()),
-            dataset.x_train,
-            dataset.y_train,
-            config=recipe,
-            generator=gen,
-            loss_fn=loss,
-        )
+        seconds = _fit_every_parameter(vib, dataset, recipe, gen, loss)
         facts = {
             "beta": self.beta,
             "bottleneck": k,
@@ -707,15 +710,7 @@ class BiDO(TrainingDefense):
             return smoothed_cross_entropy(logits, yb, recipe.label_smoothing) + penalty
 
         try:
-            seconds = _loop.fit(
-                model,
-                list(model.parameters()),
-                dataset.x_train,
-                dataset.y_train,
-                config=recipe,
-                generator=gen,
-                loss_fn=loss,
-            )
+            seconds = _fit_every_parameter(model, dataset, recipe, gen, loss)
         finally:
             recorder.close()
         facts = {
@@ -807,16 +802,12 @@ class TransferLearning(TrainingDefense):
         public = build_model(
             _reference(arch, self.name), shape, auxiliary.num_classes, generator=gen
         )
-        pre_seconds = _loop.fit(
+        pre_seconds = _fit_every_parameter(
             public,
-            list(public.parameters()),
-            auxiliary.x_train,
-            auxiliary.y_train,
-            config=pre_recipe,
-            generator=gen,
-            loss_fn=lambda xb, yb, _e: smoothed_cross_entropy(
-                public(xb), yb, pre_recipe.label_smoothing
-            ),
+            auxiliary,
+            pre_recipe,
+            gen,
+            lambda xb, yb, _e: smoothed_cross_entropy(public(xb), yb, pre_recipe.label_smoothing),
         )
         public_acc = accuracy(public, auxiliary.x_train, auxiliary.y_train)
         model = build_model(

@@ -4,7 +4,9 @@ Threat model: the attacker knows every feature of a target record except one sen
 attribute, knows the record's true label, and can query the model (or, for the white-box tree
 attack, read it). Each attack is a frozen keyword-only config with
 ``run(target, request, *, rng) -> AttributeInferenceResult``; every candidate of every row goes to
-the model in one batched ``predict`` call, and the queries are counted by the target.
+the model in one batched ``predict`` call, and the queries are counted by the target. They share
+:class:`AttributeAttackBase`, whose final ``run`` does the bookkeeping (the clock, the seed, the
+target's presence and capabilities, the query count, the result) around each attack's ``_infer``.
 
 - :class:`FredriksonMAP`: the black-box MAP estimator of Fredrikson et al., "Privacy in
   Pharmacogenetics" (USENIX Security 2014): ``argmax_v pi(y | f(x_K, v)) * p(v)``, with ``pi`` the
@@ -26,13 +28,14 @@ the model in one batched ``predict`` call, and the queries are counted by the ta
 
 from __future__ import annotations
 
+import abc
 import bisect
 import dataclasses
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, final, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -349,30 +352,98 @@ def _config(attack: object) -> dict[str, Any]:
     return dataclasses.asdict(attack)
 
 
-def _result(
-    attack: Any,
-    request: AttributeInferenceRequest,
-    predictions: NDArray[np.int64],
-    scores: NDArray[np.float32],
-    *,
-    queries: int,
-    start: float,
-    seed: int | None,
-    extra: dict[str, Any] | None = None,
-) -> AttributeInferenceResult:
-    return AttributeInferenceResult(
-        attack=attack.name,
-        label=attack.label,
-        attribute=request.attribute.name,
-        values=request.attribute.values,
-        predictions=predictions.astype(np.int64),
-        scores=scores.astype(np.float32),
-        queries=queries,
-        seconds=time.perf_counter() - start,
-        config=_config(attack),
-        seed=seed,
-        extra=extra or {},
-    )
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AttributeContext:
+    """What :meth:`AttributeAttackBase.run` hands to an attack's ``_infer``: one run's inputs.
+
+    ``target``: the target as passed (None allowed for attacks that query none); ``rng``: the
+    run's numpy Generator; ``attack``: the attack's name, for error messages.
+    """
+
+    target: Target | None
+    request: AttributeInferenceRequest
+    rng: np.random.Generator
+    attack: str
+
+    @property
+    def queried(self) -> Target:
+        """The target, for an attack that queries it (``run`` has already checked it is there)."""
+        return _need_target(self.target, self.attack)
+
+
+@dataclass(frozen=True, eq=False)
+class Inference:
+    """What an attack's ``_infer`` returns: a value index and a belief ``(n, k)`` per row, and
+    attack-specific, JSON-ready facts about the run."""
+
+    predictions: NDArray[np.int64]
+    scores: NDArray[np.float32]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributeAttackBase(abc.ABC):
+    """The shared base of the attribute inference attacks (the style of
+    :class:`invguard.attacks.base.AttackBase`): a frozen keyword-only config with no fields.
+
+    A subclass sets ``name``, ``requires`` and ``label`` and implements :meth:`_infer`. The final
+    :meth:`run` starts the clock, checks ``rng``; for an attack that ``requires`` capabilities it
+    refuses a missing target or one without them and counts the queries ``_infer`` sends (an
+    attack that requires nothing reports 0); then it builds the :class:`AttributeInferenceResult`.
+    """
+
+    name: ClassVar[str]
+    requires: ClassVar[frozenset[Capability]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__name__} overrides AttributeAttackBase.run, which is final: "
+                "implement _infer instead"
+            )
+
+    @property
+    @abc.abstractmethod
+    def label(self) -> str:
+        """A human-readable name of this configuration, for reports."""
+
+    @final
+    def run(
+        self,
+        target: Target | None,
+        request: AttributeInferenceRequest,
+        *,
+        rng: np.random.Generator | int = 0,
+    ) -> AttributeInferenceResult:
+        """Infer the sensitive value of every row of ``request``; see :class:`AttributeAttack`."""
+        start = time.perf_counter()
+        gen, seed = _as_generator(rng)
+        queried: Target | None = None
+        if self.requires:
+            queried = _need_target(target, self.name)
+            require(queried, self.requires, self.name)
+        q0 = 0 if queried is None else queried.queries
+        out = self._infer(
+            AttributeContext(target=target, request=request, rng=gen, attack=self.name)
+        )
+        return AttributeInferenceResult(
+            attack=self.name,
+            label=self.label,
+            attribute=request.attribute.name,
+            values=request.attribute.values,
+            predictions=out.predictions.astype(np.int64),
+            scores=out.scores.astype(np.float32),
+            queries=0 if queried is None else queried.queries - q0,
+            seconds=time.perf_counter() - start,
+            config=_config(self),
+            seed=seed,
+            extra=out.extra,
+        )
+
+    @abc.abstractmethod
+    def _infer(self, ctx: AttributeContext) -> Inference:
+        """The attack itself on ``ctx.request`` (all rows at once)."""
 
 
 def _check_attack_model(kind: str) -> None:
@@ -383,7 +454,7 @@ def _check_attack_model(kind: str) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PriorBaseline:
+class PriorBaseline(AttributeAttackBase):
     """Always guess the most common value (the attribute's prior mode); never queries the model."""
 
     name: ClassVar[str] = "prior"
@@ -393,23 +464,15 @@ class PriorBaseline:
     def label(self) -> str:
         return "baseline: prior (majority)"
 
-    def run(
-        self,
-        target: Target | None,
-        request: AttributeInferenceRequest,
-        *,
-        rng: np.random.Generator | int = 0,
-    ) -> AttributeInferenceResult:
-        start = time.perf_counter()
-        _, seed = _as_generator(rng)
+    def _infer(self, ctx: AttributeContext) -> Inference:
+        request = ctx.request
         p = request.require_marginal(self.name)
         pred = np.full(request.n, int(np.argmax(p)), dtype=np.int64)
-        scores = np.tile(p.astype(np.float32), (request.n, 1))
-        return _result(self, request, pred, scores, queries=0, start=start, seed=seed)
+        return Inference(pred, np.tile(p.astype(np.float32), (request.n, 1)))
 
 
 @dataclass(frozen=True, kw_only=True)
-class ImputationBaseline:
+class ImputationBaseline(AttributeAttackBase):
     """An attack model that sees the other features and the label but never the target model.
 
     Trained on the auxiliary rows. What a model-based attack achieves beyond this baseline is
@@ -429,15 +492,8 @@ class ImputationBaseline:
     def label(self) -> str:
         return "baseline: imputation (features + label, no model)"
 
-    def run(
-        self,
-        target: Target | None,
-        request: AttributeInferenceRequest,
-        *,
-        rng: np.random.Generator | int = 0,
-    ) -> AttributeInferenceResult:
-        start = time.perf_counter()
-        gen, seed = _as_generator(rng)
+    def _infer(self, ctx: AttributeContext) -> Inference:
+        request = ctx.request
         aux = request.require_auxiliary(self.name)
         c = int(max(aux.y.max(), request.y.max())) + 1
 
@@ -450,20 +506,17 @@ class ImputationBaseline:
             aux.s,
             features(request.x, request.y),
             request.attribute.k,
-            seed=int(gen.integers(2**31 - 1)),
+            seed=int(ctx.rng.integers(2**31 - 1)),
             balanced=self.balanced,
         )
-        pred = proba.argmax(axis=1).astype(np.int64)
-        return _result(
-            self, request, pred, proba.astype(np.float32), queries=0, start=start, seed=seed
-        )
+        return Inference(proba.argmax(axis=1).astype(np.int64), proba.astype(np.float32))
 
 
 # --- Fredrikson et al. 2014: black-box MAP ------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
-class FredriksonMAP:
+class FredriksonMAP(AttributeAttackBase):
     """Black-box MAP estimator of Fredrikson et al. (USENIX Security 2014).
 
     For each row and each candidate ``v``: ``log pi(y | f(x_K, v)) + log p(v)``, the most likely
@@ -499,23 +552,13 @@ class FredriksonMAP:
             parts.append("imputation prior")
         return "fredrikson-map" + (f" ({', '.join(parts)})" if parts else "")
 
-    def run(
-        self,
-        target: Target | None,
-        request: AttributeInferenceRequest,
-        *,
-        rng: np.random.Generator | int = 0,
-    ) -> AttributeInferenceResult:
-        start = time.perf_counter()
-        gen, seed = _as_generator(rng)
-        tgt = _need_target(target, self.name)
-        require(tgt, self.requires, self.name)
+    def _infer(self, ctx: AttributeContext) -> Inference:
+        request, tgt = ctx.request, ctx.queried
         mode = self.likelihood
         if mode == "auto":
             mode = "probability" if Capability.SCORES in tgt.capabilities else "confusion"
         if mode == "probability":
             require(tgt, frozenset({Capability.SCORES}), f"{self.name} (probability likelihood)")
-        q0 = tgt.queries
         k = request.attribute.k
         rows = np.arange(request.n)
         scores = query_candidates(tgt, request.x, request.attribute)
@@ -540,21 +583,12 @@ class FredriksonMAP:
                 aux.s,
                 request.known(request.x),
                 k,
-                seed=int(gen.integers(2**31 - 1)),
+                seed=int(ctx.rng.integers(2**31 - 1)),
             )
             log_prior = np.log(np.maximum(cond, 1e-6))
         log_post = log_lik + log_prior
         pred = log_post.argmax(axis=1).astype(np.int64)
-        return _result(
-            self,
-            request,
-            pred,
-            _posterior(log_post),
-            queries=tgt.queries - q0,
-            start=start,
-            seed=seed,
-            extra={"likelihood": mode},
-        )
+        return Inference(pred, _posterior(log_post), {"likelihood": mode})
 
 
 # --- Fredrikson, Jha, Ristenpart 2015: white-box decision trees ----------------------------------
@@ -697,7 +731,7 @@ def _region_mass(tree: Any, marginals: _Marginals) -> NDArray[np.float64]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DecisionTreeWhiteBox:
+class DecisionTreeWhiteBox(AttributeAttackBase):
     """White-box attack on scikit-learn decision trees (Fredrikson, Jha, Ristenpart, CCS 2015).
 
     The attacker reads the tree: its paths and the training counts at each leaf. For candidate
@@ -725,16 +759,9 @@ class DecisionTreeWhiteBox:
     def label(self) -> str:
         return "fredrikson-tree (white-box)"
 
-    def run(
-        self,
-        target: Target | None,
-        request: AttributeInferenceRequest,
-        *,
-        rng: np.random.Generator | int = 0,
-    ) -> AttributeInferenceResult:
-        start = time.perf_counter()
-        _, seed = _as_generator(rng)
-        trees = _trees(target, self.name)
+    def _infer(self, ctx: AttributeContext) -> Inference:
+        request = ctx.request
+        trees = _trees(ctx.target, self.name)
         aux = request.require_auxiliary(self.name)
         log_prior = np.log(request.require_marginal(self.name))
         d = request.x.shape[1]
@@ -758,23 +785,14 @@ class DecisionTreeWhiteBox:
             total += np.log(c + self.count_smoothing) - np.log(z[leaves])
         log_post = log_prior[None, :] + total / len(trees)
         pred = log_post.argmax(axis=1).astype(np.int64)
-        return _result(
-            self,
-            request,
-            pred,
-            _posterior(log_post),
-            queries=0,
-            start=start,
-            seed=seed,
-            extra={"white_box": True, "trees": len(trees)},
-        )
+        return Inference(pred, _posterior(log_post), {"white_box": True, "trees": len(trees)})
 
 
 # --- Mehnaz et al. 2022 -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
-class CSMIA:
+class CSMIA(AttributeAttackBase):
     """Confidence-score model inversion attack (Mehnaz et al., USENIX Security 2022).
 
     Query every candidate. If exactly one reproduces the true label, pick it; if several do, the
@@ -790,19 +808,9 @@ class CSMIA:
     def label(self) -> str:
         return "csmia"
 
-    def run(
-        self,
-        target: Target | None,
-        request: AttributeInferenceRequest,
-        *,
-        rng: np.random.Generator | int = 0,
-    ) -> AttributeInferenceResult:
-        start = time.perf_counter()
-        _, seed = _as_generator(rng)
-        tgt = _need_target(target, self.name)
-        require(tgt, self.requires, self.name)
-        q0 = tgt.queries
-        scores = query_candidates(tgt, request.x, request.attribute).astype(np.float64)
+    def _infer(self, ctx: AttributeContext) -> Inference:
+        request = ctx.request
+        scores = query_candidates(ctx.queried, request.x, request.attribute).astype(np.float64)
         rows = np.arange(request.n)
         conf_y = scores[rows, :, request.y]
         match = scores.argmax(axis=2) == request.y[:, None]
@@ -829,16 +837,7 @@ class CSMIA:
             "several_match": int(np.sum(n_match > 1)),
             "no_match": int(np.sum(n_match == 0)),
         }
-        return _result(
-            self,
-            request,
-            pred,
-            belief.astype(np.float32),
-            queries=tgt.queries - q0,
-            start=start,
-            seed=seed,
-            extra={"cases": cases},
-        )
+        return Inference(pred, belief.astype(np.float32), {"cases": cases})
 
 
 def _confidence_features(
@@ -863,7 +862,7 @@ def _confidence_features(
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConfidenceScoreAttack:
+class ConfidenceScoreAttack(AttributeAttackBase):
     """An attack model over the target's confidence scores for every candidate (Mehnaz et al. 2022).
 
     Features per row: the score vectors of all ``k`` candidates, the centred log-confidence in the
@@ -901,18 +900,8 @@ class ConfidenceScoreAttack:
             parts.append("balanced")
         return f"confidence-model ({', '.join(parts)})"
 
-    def run(
-        self,
-        target: Target | None,
-        request: AttributeInferenceRequest,
-        *,
-        rng: np.random.Generator | int = 0,
-    ) -> AttributeInferenceResult:
-        start = time.perf_counter()
-        gen, seed = _as_generator(rng)
-        tgt = _need_target(target, self.name)
-        require(tgt, self.requires, self.name)
-        q0 = tgt.queries
+    def _infer(self, ctx: AttributeContext) -> Inference:
+        request, tgt = ctx.request, ctx.queried
         k = request.attribute.k
         scores = query_candidates(tgt, request.x, request.attribute)
         extra: dict[str, Any] = {}
@@ -957,23 +946,13 @@ class ConfidenceScoreAttack:
                 train_s,
                 test_x,
                 k,
-                seed=int(gen.integers(2**31 - 1)),
+                seed=int(ctx.rng.integers(2**31 - 1)),
                 balanced=self.balanced,
                 sample_weight=weight,
             )
         if unique is not None and pseudo is not None:
             proba[unique] = _one_hot(pseudo[unique], k)
-        pred = proba.argmax(axis=1).astype(np.int64)
-        return _result(
-            self,
-            request,
-            pred,
-            proba.astype(np.float32),
-            queries=tgt.queries - q0,
-            start=start,
-            seed=seed,
-            extra=extra,
-        )
+        return Inference(proba.argmax(axis=1).astype(np.int64), proba.astype(np.float32), extra)
 
 
 ATTACKS: dict[str, type[Any]] = {
