@@ -30,7 +30,6 @@ target raises ``QueryBudgetExceededError`` (``"query_budget"``), returning its b
 from __future__ import annotations
 
 import abc
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ import torch
 from numpy.typing import NDArray
 
 from invguard.errors import InvalidParameterError
+from invguard.params import as_generator, config_dict, refuse_run_override
 from invguard.targets.base import Capability, Target, require
 
 if TYPE_CHECKING:
@@ -149,24 +149,6 @@ class Attack(Protocol):
     ) -> AttackResult: ...
 
 
-def as_generator(rng: np.random.Generator | int) -> tuple[np.random.Generator, int | None]:
-    """Accept a Generator or an int seed (recorded in results); anything else is refused."""
-    if isinstance(rng, np.random.Generator):
-        return rng, None
-    if isinstance(rng, int) and not isinstance(rng, bool) and rng >= 0:
-        return np.random.default_rng(rng), rng
-    raise InvalidParameterError(
-        f"The 'rng' parameter must be a numpy.random.Generator or an int >= 0, got {rng!r}"
-    )
-
-
-def config_dict(config: object) -> dict[str, Any]:
-    """A frozen attack config as a JSON-ready dict."""
-    assert dataclasses.is_dataclass(config)
-    assert not isinstance(config, type)
-    return dataclasses.asdict(config)
-
-
 def torch_generator(gen: np.random.Generator) -> torch.Generator:
     """A torch CPU generator seeded from ``gen`` (all randomness flows from the attack's ``rng``)."""
     return torch.Generator().manual_seed(int(gen.integers(2**63 - 1)))
@@ -229,10 +211,7 @@ class AttackBase(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "run" in cls.__dict__:
-            raise TypeError(
-                f"{cls.__name__} overrides AttackBase.run, which is final: implement _search instead"
-            )
+        refuse_run_override(cls, "AttackBase", "_search")
 
     @final
     def run(

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import abc
 import bisect
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from invguard.errors import InvalidParameterError, TargetError, check_choice, check_float
+from invguard.params import as_generator, config_dict, refuse_run_override
 from invguard.tabular._threads import limit_threads
 from invguard.tabular.data import SensitiveAttribute
 from invguard.targets.base import Capability, Target, require
@@ -270,16 +270,6 @@ class AttributeAttack(Protocol):
 # --- shared helpers -----------------------------------------------------------------------------
 
 
-def _as_generator(rng: np.random.Generator | int) -> tuple[np.random.Generator, int | None]:
-    if isinstance(rng, np.random.Generator):
-        return rng, None
-    if isinstance(rng, int) and not isinstance(rng, bool) and rng >= 0:
-        return np.random.default_rng(rng), rng
-    raise InvalidParameterError(
-        f"The 'rng' parameter must be a numpy.random.Generator or an int >= 0, got {rng!r}"
-    )
-
-
 def _need_target(target: Target | None, attack: str) -> Target:
     if target is None:
         raise TargetError(f"attack '{attack}' queries the model: pass a target")
@@ -346,12 +336,6 @@ def fit_predict_proba(
     return out
 
 
-def _config(attack: object) -> dict[str, Any]:
-    assert dataclasses.is_dataclass(attack)
-    assert not isinstance(attack, type)
-    return dataclasses.asdict(attack)
-
-
 @dataclass(frozen=True, kw_only=True, eq=False)
 class AttributeContext:
     """What :meth:`AttributeAttackBase.run` hands to an attack's ``_infer``: one run's inputs.
@@ -397,11 +381,7 @@ class AttributeAttackBase(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "run" in cls.__dict__:
-            raise TypeError(
-                f"{cls.__name__} overrides AttributeAttackBase.run, which is final: "
-                "implement _infer instead"
-            )
+        refuse_run_override(cls, "AttributeAttackBase", "_infer")
 
     @property
     @abc.abstractmethod
@@ -418,7 +398,7 @@ class AttributeAttackBase(abc.ABC):
     ) -> AttributeInferenceResult:
         """Infer the sensitive value of every row of ``request``; see :class:`AttributeAttack`."""
         start = time.perf_counter()
-        gen, seed = _as_generator(rng)
+        gen, seed = as_generator(rng)
         queried: Target | None = None
         if self.requires:
             queried = _need_target(target, self.name)
@@ -436,7 +416,7 @@ class AttributeAttackBase(abc.ABC):
             scores=out.scores.astype(np.float32),
             queries=0 if queried is None else queried.queries - q0,
             seconds=time.perf_counter() - start,
-            config=_config(self),
+            config=config_dict(self),
             seed=seed,
             extra=out.extra,
         )
