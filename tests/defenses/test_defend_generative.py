@@ -67,7 +67,7 @@ def test_priors_are_prepared_once_except_plg_per_model(
         calls.append((atk.name, id(target)))
         return object()
 
-    monkeypatch.setattr("invguard.assess.systems.build_prior", fake_build_prior)
+    monkeypatch.setattr("invguard.assess.defend.build_prior", fake_build_prior)
     system = _system(
         [{"name": "ppa"}, {"name": "plg"}, {"name": "miface"}],
         auxiliary={"builtin": "att-faces-public10"},
@@ -146,17 +146,17 @@ def test_defend_evaluate_runs_ppa_against_every_defended_cnn(
     """A small PPA (10 steps, 64 pooled latents) with the public face generator against the cached
     faces CNN and its negatively label-smoothed retraining: both rows get a measured verdict, the
     prior is prepared once for both, and the white-box comparison is PPA's."""
-    import invguard.assess.systems as systems
+    import invguard.assess.defend as defend
+    from invguard.assess.systems import build_prior as real_build_prior
 
     prepared: list[str] = []
-    real_build_prior = systems.build_prior
 
     def counting(*args: Any, **kw: Any) -> Any:
         prior = real_build_prior(*args, **kw)
         prepared.append(prior.name if prior is not None else "none")
         return prior
 
-    monkeypatch.setattr(systems, "build_prior", counting)
+    monkeypatch.setattr(defend, "build_prior", counting)
     cfg = {
         "systems": [
             {
