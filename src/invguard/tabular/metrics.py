@@ -4,13 +4,14 @@ Accuracy alone misleads when the sensitive attribute is unbalanced (always guess
 right on Adult), so, following Mehnaz et al. (USENIX Security 2022), every result also reports
 the G-mean (geometric mean of the per-value recalls: 0 when some value is never recovered) and the
 Matthews correlation coefficient (Gorodkin's multi-class form: 0 for a constant guess, 1 when
-perfect). An attack is compared with a baseline on the same rows by the difference of each metric
+perfect). The confusion matrix, the recalls and the MCC are scikit-learn's (``sklearn.metrics``). An attack is compared with a baseline on the same rows by the difference of each metric
 and by an exact one-sided McNemar test on the rows where exactly one of the two is right.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,9 +48,12 @@ def _pair(
 def confusion_matrix(
     true: NDArray[Any], pred: NDArray[Any], k: int | None = None
 ) -> NDArray[np.int64]:
-    """``(k, k)`` counts: row = true value, column = inferred value."""
+    """``(k, k)`` counts: row = true value, column = inferred value (scikit-learn's)."""
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
     t, p, k = _pair(true, pred, k)
-    return np.bincount(t * k + p, minlength=k * k).reshape(k, k).astype(np.int64)
+    cm = sk_confusion_matrix(t, p, labels=np.arange(k))
+    return np.asarray(cm, dtype=np.int64)
 
 
 def accuracy(true: NDArray[Any], pred: NDArray[Any]) -> float:
@@ -58,26 +62,30 @@ def accuracy(true: NDArray[Any], pred: NDArray[Any]) -> float:
 
 
 def g_mean(true: NDArray[Any], pred: NDArray[Any], k: int | None = None) -> float:
-    """Geometric mean of the recalls of the values that occur in ``true``."""
-    cm = confusion_matrix(true, pred, k)
-    support = cm.sum(axis=1)
-    present = support > 0
-    recalls = np.diag(cm)[present] / support[present]
+    """Geometric mean of the recalls (scikit-learn's) of the values that occur in ``true``."""
+    from sklearn.metrics import recall_score
+
+    t, p, _ = _pair(true, pred, k)
+    present = np.unique(t)
+    recalls = np.asarray(
+        recall_score(t, p, labels=present, average=None, zero_division=0.0), dtype=np.float64
+    )
     if np.any(recalls == 0):
         return 0.0
     return float(np.exp(np.mean(np.log(recalls))))
 
 
 def mcc(true: NDArray[Any], pred: NDArray[Any], k: int | None = None) -> float:
-    """Matthews correlation coefficient (Gorodkin 2004); 0 when undefined (a constant guess)."""
-    cm = confusion_matrix(true, pred, k).astype(np.float64)
-    n = cm.sum()
-    correct = np.trace(cm)
-    t_sum = cm.sum(axis=1)
-    p_sum = cm.sum(axis=0)
-    cov = correct * n - float(t_sum @ p_sum)
-    denom = math.sqrt(n * n - float(p_sum @ p_sum)) * math.sqrt(n * n - float(t_sum @ t_sum))
-    return 0.0 if denom == 0 else float(cov / denom)
+    """Matthews correlation coefficient (scikit-learn's, Gorodkin's multi-class form); 0 when
+    undefined (a constant guess)."""
+    from sklearn.metrics import matthews_corrcoef
+
+    t, p, _ = _pair(true, pred, k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 for a constant guess
+        warnings.simplefilter("ignore", UserWarning)  # "a single label was found"
+        value = float(matthews_corrcoef(t, p))
+    return 0.0 if math.isnan(value) else value
 
 
 @dataclass(frozen=True)
