@@ -227,3 +227,14 @@ def test_the_valid_gateway_config_loads(tmp_path: Path) -> None:
     assert cfg.server.port == 8080
     assert cfg.keys[0].detect is True
     assert re.fullmatch("[0-9a-f]{64}", cfg.keys[0].sha256)
+
+
+@pytest.mark.parametrize("value", ["*x", "&a 1", "[1"])
+def test_command_line_yaml_values_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    code, out, err = run_cli(["defend", "evaluate", "--training", f"dp-sgd:noise={value}"], capsys)
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"invguard: error: --training 'dp-sgd:noise={value}': cannot read ")
+    assert len(err.splitlines()) == 1
