@@ -1,20 +1,39 @@
 """Config fields shared by the assessment and the gateway configs (pydantic, strict): input
 normalisation, and the model-source fields both spell the same way (loaded by
-:mod:`invguard.models.sources`). Nothing here imports torch."""
+:mod:`invguard.models.sources`). Nothing here imports torch.
+
+The models are strict (``ConfigDict(strict=True)``): YAML gives real integers, numbers and booleans,
+so ``seeds: [true]`` or ``port: "80"`` is an error, not 1 or 80 (a number field still takes an
+integer). Paths and tuples, which YAML spells as strings and lists, are :data:`ConfigPath` and
+``Annotated[tuple[...], Strict(False)]`` (their items stay strict)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic_core import PydanticCustomError
+
+ConfigPath = Annotated[Path, Strict(False)]
+"""A path field: a string in the file (a strict ``Path`` would take only ``Path`` objects)."""
+
+
+def _version_not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # True == 1 would pass the literal
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": "1"})
+    return value
+
+
+ConfigVersion = Annotated[Literal[1], BeforeValidator(_version_not_bool)]
+"""The ``version`` field: 1 (not ``true``)."""
 
 
 class NormalizeConfig(BaseModel):
     """The model takes ``(x - mean) / std`` per channel (one value, or one per channel, each);
     InvGuard works in pixel space [0, 1] and normalises before the model."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     mean: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
     std: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(min_length=1)
@@ -32,7 +51,7 @@ FACTORY_FIELD_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 class SourceModel(BaseModel):
     """A strict, frozen configuration model (unknown fields are errors)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class TorchSource(SourceModel):
@@ -41,7 +60,7 @@ class TorchSource(SourceModel):
     ``model_output`` (``probabilities`` when the model ends in softmax) and ``normalize`` (the
     model takes ``(x - mean) / std``; inputs stay in pixel space [0, 1])."""
 
-    model: Path | None = None
+    model: ConfigPath | None = None
     arch: Arch | None = None
     factory: str | None = Field(None, pattern=FACTORY_FIELD_PATTERN)
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -69,7 +88,7 @@ class SklearnSource(SourceModel):
     lists the extra types skops may load."""
 
     type: Literal["sklearn"]
-    model: Path
+    model: ConfigPath
     trusted: list[str] = Field(default_factory=list)
 
 
@@ -77,7 +96,7 @@ class OnnxSource(SourceModel):
     """An ONNX classifier run with onnxruntime."""
 
     type: Literal["onnx"]
-    model: Path
+    model: ConfigPath
     model_output: OnnxOutput = "logits"
 
 

@@ -137,7 +137,7 @@ def test_errors_name_the_field(tmp_path: Path, change: dict[str, Any], message: 
     raw = raw_config(tmp_path)
     raw.update(change)
     got = error(tmp_path, raw)
-    assert got.startswith(f"{tmp_path / 'gateway.yaml'}: ")
+    assert re.match(rf"{re.escape(str(tmp_path / 'gateway.yaml'))}(:\d+)?: ", got), got
     assert message in got, got
 
 

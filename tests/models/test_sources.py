@@ -74,11 +74,15 @@ def test_a_weights_source_from_either_config_loads_the_same_model(
 
 
 def test_reference_module_and_normalisation(tmp_path: Path, digits_mlp: TrainedModel) -> None:
-    source = PytorchTarget(reference={"arch": "mlp"}, normalize={"mean": [0.5], "std": [0.25]})
+    source = PytorchTarget.model_validate(
+        {"reference": {"arch": "mlp"}, "normalize": {"mean": [0.5], "std": [0.25]}}
+    )
     target = load_model_source(source, context(tmp_path), model=digits_mlp.model)
     assert isinstance(target, TorchTarget)
     assert target.normalize is not None
-    bad = PytorchTarget(reference={"arch": "mlp"}, normalize={"mean": [0, 0], "std": [1]})
+    bad = PytorchTarget.model_validate(
+        {"reference": {"arch": "mlp"}, "normalize": {"mean": [0, 0], "std": [1]}}
+    )
     with pytest.raises(ConfigError, match=r"^systems\[0\].target.normalize: .*must have 1 value"):
         load_model_source(bad, context(tmp_path), model=digits_mlp.model)
 

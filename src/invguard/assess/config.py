@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    Strict,
     Tag,
     ValidationError,
     ValidationInfo,
@@ -30,7 +30,15 @@ from invguard.catalog.attacks import ATTACK_REGISTRY, AUTO, TABULAR_ATTACKS, bui
 from invguard.catalog.defenses import build_output_defense, build_training_defense
 from invguard.config_errors import ConfigError as ConfigError  # the one configuration error
 from invguard.config_errors import friendly_error, is_validator_tag
-from invguard.config_fields import HttpSource, OnnxSource, SklearnSource, TorchSource
+from invguard.config_fields import (
+    ConfigPath,
+    ConfigVersion,
+    HttpSource,
+    OnnxSource,
+    SklearnSource,
+    TorchSource,
+)
+from invguard.config_yaml import error_prefix, load_yaml_config
 
 CONFIG_VERSION = 1
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -38,7 +46,7 @@ FAIL_ON_CHOICES = (*SEVERITIES, "none")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -66,7 +74,7 @@ class PytorchTarget(TorchSource):
     """
 
     type: Literal["pytorch"] = "pytorch"
-    program: Path | None = None
+    program: ConfigPath | None = None
     reference: ReferenceModel | None = None
 
     def file_field(self) -> str | None:
@@ -153,15 +161,15 @@ class FolderData(_Model):
     """The user's own images: one sub-folder per class under ``train`` and ``test`` folders
     (``folder/train/<class>/*.png``, ``folder/test/<class>/*.png``), read as grey-scale."""
 
-    folder: Path
-    image_size: tuple[int, int] | None = None  # (width, height)
+    folder: ConfigPath
+    image_size: Annotated[tuple[int, int], Strict(False)] | None = None  # (width, height)
 
 
 class NpzData(_Model):
     """An ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (images in [0, 1],
     shape (n, channels, height, width) or (n, height, width)) and optional ``class_names``."""
 
-    npz: Path
+    npz: ConfigPath
 
 
 class TabularTable(_Model):
@@ -171,11 +179,11 @@ class TabularTable(_Model):
     attacked, and with ``non_members`` as many held-out ones, for contrast."""
 
     dataset: Literal["adult"] | None = None
-    csv: Path | None = None
+    csv: ConfigPath | None = None
     label: str | None = Field(None, min_length=1)
     categorical: list[str] = Field(default_factory=list)
     sensitive: str = Field(min_length=1)
-    encoding: Path | None = None
+    encoding: ConfigPath | None = None
     rows: int = Field(5000, ge=1)
     non_members: bool = False
     seed: int = Field(0, ge=0)
@@ -242,13 +250,13 @@ class BuiltinAuxiliary(_Model):
 class FolderAuxiliary(_Model):
     """Every image under a folder (recursively), read as grey-scale at the private data's size."""
 
-    folder: Path
+    folder: ConfigPath
 
 
 class NpzAuxiliary(_Model):
     """An ``.npz`` whose array ``x`` holds the images, in [0, 1]."""
 
-    npz: Path
+    npz: ConfigPath
 
 
 AuxiliaryConfig = BuiltinAuxiliary | FolderAuxiliary | NpzAuxiliary
@@ -471,13 +479,13 @@ class SystemConfig(_Model):
 
 
 class AssessmentConfig(_Model):
-    version: Literal[1] = 1
+    version: ConfigVersion = 1
     name: str = "InvGuard assessment"
     fail_on: Literal["critical", "high", "medium", "low", "info", "none"] = "high"
-    output_dir: Path = Path("invguard-assessment")
-    history_db: Path = Path("invguard-history.db")
-    audit_db: Path | None = Path("invguard-audit.db")
-    cache_dir: Path | None = None
+    output_dir: ConfigPath = Path("invguard-assessment")
+    history_db: ConfigPath = Path("invguard-history.db")
+    audit_db: ConfigPath | None = Path("invguard-audit.db")
+    cache_dir: ConfigPath | None = None
     systems: list[SystemConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -532,19 +540,13 @@ def _friendly(err: Any, raw: Any) -> str:
 
 
 def load_config(path: str | Path) -> LoadedConfig:
-    """Read and validate ``path``; raise :class:`ConfigError` with a one-line message."""
+    """Read and validate ``path``; raise :class:`ConfigError` with a one-line message
+    (``invguard.yaml:12: systems[0].attacks[0].seeds[0]: ...``)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: configuration file not found (create one with 'invguard init')")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{p}{where}: YAML syntax error: {problem}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read configuration: {exc}") from exc
+    doc = load_yaml_config(
+        p, not_found="configuration file not found (create one with 'invguard init')"
+    )
+    raw = doc.data
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
@@ -555,5 +557,6 @@ def load_config(path: str | Path) -> LoadedConfig:
         first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         more = len(errors) - 1
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise ConfigError(f"{p}: {_friendly(first, raw)}{tail}") from exc
+        where = error_prefix(p, doc, tuple(x for x in first["loc"] if not _is_union_tag(x)))
+        raise ConfigError(f"{where}{_friendly(first, raw)}{tail}") from exc
     return LoadedConfig(config, p, raw)

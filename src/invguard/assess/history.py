@@ -2,22 +2,39 @@
 
 A SQLite file. Jobs are content-addressed by their key, so an interrupted assessment started again
 reuses every finished job and runs only the rest.
+
+The file is created readable by its owner only (mode 0600: it holds reconstructions of the
+training data), and no secret is stored in it: a job's spec is kept with an endpoint's URL
+redacted as in the reports (no user info, query values ``***``), header values ``***`` and
+secret-looking request-template fields ``***``. The job's key, computed before, still tells
+jobs apart. A history written by an older version is scrubbed the same way when opened.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from invguard.assess.config import ConfigError
 from invguard.assess.jobs import JobOutcome, JobSpec, pack_images
+from invguard.targets.http import redact_url
+
+REDACTED = "***"
+SCHEMA_VERSION = 1  # PRAGMA user_version: 1 = stored specs are redacted
+_SECRET_NAME = re.compile(
+    r"(api[-_]?key|apikey|token|secret|passw(or)?d|auth|credential|signature|cookie|session)",
+    re.IGNORECASE,
+)
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -63,6 +80,63 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _redact_named(value: Any) -> Any:
+    """``value`` with every field whose name looks secret (``api_key``, ``token``...) ``***``."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if _SECRET_NAME.search(str(k)) else _redact_named(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact_named(v) for v in value]
+    return value
+
+
+def _redact_url(url: str) -> str:
+    try:
+        return redact_url(url)
+    except (httpx.InvalidURL, ValueError, TypeError):  # one httpx cannot parse: not stored
+        return REDACTED
+
+
+def redact_system(system: dict[str, Any]) -> dict[str, Any]:
+    """A system's configuration (JSON) fit to store: an endpoint target's ``url`` redacted as
+    in the reports, its ``headers`` values and secret-looking ``request_template`` fields
+    replaced by ``***``."""
+    target = system.get("target")
+    if not isinstance(target, dict):
+        return system
+    target = dict(target)
+    if isinstance(target.get("url"), str):
+        target["url"] = _redact_url(target["url"])
+    if isinstance(target.get("headers"), dict):
+        target["headers"] = dict.fromkeys(target["headers"], REDACTED)
+    if "request_template" in target:
+        target["request_template"] = _redact_named(target["request_template"])
+    return {**system, "target": target}
+
+
+def stored_spec(spec: JobSpec) -> str:
+    """The JSON of ``spec`` as the history stores it (:func:`redact_system`)."""
+    doc = asdict(spec)
+    doc["system"] = redact_system(doc["system"])
+    return json.dumps(doc, sort_keys=True)
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists (SQLite gives its -wal and -shm
+    files the database's mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     id: int
@@ -81,14 +155,40 @@ class HistoryStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             self._db = sqlite3.connect(self.path, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA secure_delete=ON")  # replaced rows leave no trace
             for stmt in _SCHEMA:
                 self._db.execute(stmt)
             self._db.commit()
+            self._scrub_old_specs()
+        except OSError as exc:
+            raise ConfigError(
+                f"history database {self.path} cannot be created: {exc.strerror or exc}"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"history database {self.path} is not usable: {exc}") from exc
+
+    def _scrub_old_specs(self) -> None:
+        """Redact the specs an older version stored in clear (once: the schema version says)."""
+        if int(self._db.execute("PRAGMA user_version").fetchone()[0]) >= SCHEMA_VERSION:
+            return
+        with self._db:
+            for key, text in self._db.execute("SELECT key, spec FROM jobs").fetchall():
+                try:
+                    doc = json.loads(text)
+                except ValueError:
+                    doc = None
+                if not isinstance(doc, dict) or not isinstance(doc.get("system"), dict):
+                    scrubbed = "{}"
+                else:
+                    doc["system"] = redact_system(doc["system"])
+                    scrubbed = json.dumps(doc, sort_keys=True)
+                if scrubbed != text:
+                    self._db.execute("UPDATE jobs SET spec = ? WHERE key = ?", (scrubbed, key))
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -124,7 +224,7 @@ class HistoryStore:
                     outcome.attack,
                     outcome.seed,
                     outcome.status,
-                    spec.to_json(),
+                    stored_spec(spec),
                     json.dumps(outcome.record(), sort_keys=True),
                     recon,
                     _now(),

@@ -145,6 +145,22 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _create_private(path: Path) -> None:
+    """Create a new audit database file with mode 0600 (its owner only; SQLite gives the -wal
+    and -shm files the same mode); an existing file keeps its mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise AuditError(f"cannot create audit database {path}: {exc.strerror}") from None
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+    finally:
+        os.close(fd)
+
+
 # ---------------------------------------------------------------------------------------------
 # value types
 
@@ -393,6 +409,7 @@ class AuditLog:
             raise AuditError(f"folder {self.path.parent} of the audit database does not exist")
         if self.path.exists() and not self.path.is_file():
             raise AuditError(f"audit database {self.path} is not a regular file")
+        _create_private(self.path)
         conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")

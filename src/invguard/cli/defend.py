@@ -28,8 +28,11 @@ FLAGS = {
 
 
 def _parse_spec(text: str, flag: str) -> dict[str, Any]:
-    """``name`` or ``name:key=value,key=value`` (values parsed as YAML scalars)."""
+    """``name`` or ``name:key=value,key=value`` (values parsed as YAML scalars, without anchors
+    or aliases)."""
     import yaml
+
+    from invguard.config_yaml import RefusedYamlError, parse_yaml
 
     name, _, rest = text.partition(":")
     if not name:
@@ -41,7 +44,13 @@ def _parse_spec(text: str, flag: str) -> dict[str, Any]:
             raise InvalidParameterError(
                 f"{flag} {text!r}: expected key=value after the name, got {item!r}"
             )
-        params[key.strip()] = yaml.safe_load(value)
+        try:
+            params[key.strip()] = parse_yaml(value).data
+        except (yaml.YAMLError, RefusedYamlError, ValueError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InvalidParameterError(
+                f"{flag} {text!r}: cannot read {item!r}: {problem}"
+            ) from None
     return {"name": name.strip(), "params": params}
 
 

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -35,7 +35,15 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from invguard.config_errors import ConfigError, friendly_error, is_validator_tag
-from invguard.config_fields import HttpSource, OnnxSource, SklearnSource, TorchSource
+from invguard.config_fields import (
+    ConfigPath,
+    ConfigVersion,
+    HttpSource,
+    OnnxSource,
+    SklearnSource,
+    TorchSource,
+)
+from invguard.config_yaml import YamlDocument, error_prefix, load_yaml_config
 
 CONFIG_VERSION = 1
 ACTIONS = ("log", "alert", "degrade", "throttle", "block")
@@ -52,7 +60,7 @@ class GatewayConfigError(ConfigError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -60,7 +68,7 @@ class _Model(BaseModel):
 
 
 class _Shape(_Model):
-    input_shape: tuple[Annotated[int, Field(ge=1)], ...] | None = None
+    input_shape: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Strict(False)] | None = None
     num_classes: int | None = Field(None, ge=2)
 
     @field_validator("input_shape")
@@ -394,7 +402,7 @@ class WebhookConfig(_Model):
 
 
 class AlertsConfig(_Model):
-    audit_log: Path = DEFAULT_AUDIT_LOG
+    audit_log: ConfigPath = DEFAULT_AUDIT_LOG
     webhook: WebhookConfig | None = None
 
 
@@ -411,7 +419,7 @@ class ServerConfig(_Model):
 
 
 class GatewayConfig(_Model):
-    version: Literal[1] = 1
+    version: ConfigVersion = 1
     server: ServerConfig = ServerConfig()
     model: ModelConfig
     keys: list[KeyConfig] = Field(min_length=1)
@@ -537,8 +545,11 @@ def _friendly(err: Any, raw: Any) -> str:
     )
 
 
-def parse_gateway_config(raw: Any, path: Path | None = None) -> LoadedGatewayConfig:
-    """Validate an already parsed document; raise :class:`GatewayConfigError` (one line)."""
+def parse_gateway_config(
+    raw: Any, path: Path | None = None, doc: YamlDocument | None = None
+) -> LoadedGatewayConfig:
+    """Validate an already parsed document; raise :class:`GatewayConfigError` (one line, with
+    the line of the field at fault when ``doc``, the parsed file, knows it)."""
     where = f"{path}: " if path is not None else ""
     if not isinstance(raw, dict):
         raise GatewayConfigError(
@@ -551,7 +562,8 @@ def parse_gateway_config(raw: Any, path: Path | None = None) -> LoadedGatewayCon
         first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         more = len(errors) - 1
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise GatewayConfigError(f"{where}{_friendly(first, raw)}{tail}") from None
+        at = error_prefix(path, doc, tuple(x for x in first["loc"] if not _is_union_tag(x)))
+        raise GatewayConfigError(f"{at}{_friendly(first, raw)}{tail}") from None
     for field, step in _old_steps(raw):
         params = ", ".join(f"{k}: {v}" for k, v in step.items() if k != "type")
         canonical = f"name: {step['type']}" + (f", params: {{{params}}}" if params else "")
@@ -578,17 +590,10 @@ def _old_steps(raw: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def load_gateway_config(path: str | Path) -> LoadedGatewayConfig:
-    """Read and validate ``path``; raise :class:`GatewayConfigError` with a one-line message."""
+    """Read and validate ``path``; raise :class:`GatewayConfigError` with a one-line message
+    (``gateway.yaml:7: keys[0].sha256: ...``)."""
     p = Path(path)
-    if not p.is_file():
-        raise GatewayConfigError(f"{p}: gateway configuration file not found")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise GatewayConfigError(f"{p}{at}: YAML syntax error: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GatewayConfigError(f"{p}: cannot read configuration: {exc}") from None
-    return parse_gateway_config(raw, p)
+    doc = load_yaml_config(
+        p, error=GatewayConfigError, not_found="gateway configuration file not found"
+    )
+    return parse_gateway_config(doc.data, p, doc)
