@@ -312,10 +312,27 @@ def emit(args: argparse.Namespace, text: str) -> None:
         text += "\n"
     out: Path | None = getattr(args, "output_file", None)
     if out is None:
-        sys.stdout.write(text)
+        write_stdout(text)
         return
     write_text_atomic(out, text)
     note(args, f"wrote {out}")
+
+
+def write_stdout(text: str) -> None:
+    """Write ``text`` to stdout whole: under ``python -u`` (PYTHONUNBUFFERED) stdout is a raw
+    file whose ``write`` may take only part of a large text into a pipe, and the text layer drops
+    the rest; here every byte is written, or the closed pipe raises :class:`BrokenPipeError`."""
+    stream = sys.stdout
+    binary = getattr(stream, "buffer", None)
+    if binary is None:  # a text-only stream (a test's StringIO)
+        stream.write(text)
+        return
+    stream.flush()
+    view = memoryview(text.encode(stream.encoding or "utf-8", stream.errors or "strict"))
+    while view:
+        n = binary.write(view)
+        view = view[n or 0 :]
+    binary.flush()
 
 
 def note(args: argparse.Namespace, message: str) -> None:
