@@ -133,13 +133,16 @@ def test_unreachable_endpoint_is_an_incomplete_report_and_exit_1(
         "data": {"builtin": "digits"},
         "attacks": [{"name": "auto"}],
     }
-    path = _config(tmp_path, [_tree_system(), api], fail_on="critical")
+    table_api = {**_tree_system("table-api"), "target": api["target"]}
+    path = _config(tmp_path, [_tree_system(), api, table_api], fail_on="critical")
     code, out, err = run_cli(["assess", str(path), "--format", "json", "-q"], capsys)
     assert code == 1, err  # not 2: the configuration is right, the endpoint is down
     doc = json.loads(out)
     assert doc["status"] == "incomplete"
     assert doc["gate"]["passed"] is False
-    assert doc["gate"]["reason"].startswith("assessment incomplete: 1 system(s) could not be")
+    assert doc["gate"]["reason"].startswith(
+        "assessment incomplete: 2 system(s) could not be assessed (api, table-api)"
+    )
     systems = {s["id"]: s for s in doc["systems"]}
     assert systems["tree"]["complete"]
     assert systems["tree"]["findings"][0]["severity"] == "high"
@@ -148,6 +151,10 @@ def test_unreachable_endpoint_is_an_incomplete_report_and_exit_1(
     assert "connection refused" in down["unavailable"]
     assert [(j["attack"], j["status"]) for j in down["jobs"]] == [("auto", "not-run")]
     assert down["findings"][0]["rule_id"] == "IG-JOB-001"
+    assert down["data"]["private_images"] > 0  # the data are described, only the model is away
+    table = systems["table-api"]
+    assert [(j["attack"], j["status"]) for j in table["jobs"]] == [("attribute", "not-run")]
+    assert table["data"]["kind"] == "tabular"
     report = tmp_path / "out"
     assert json.loads((report / "assessment.json").read_text())["status"] == "incomplete"
     html = (report / "assessment.html").read_text()
