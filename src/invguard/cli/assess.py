@@ -232,8 +232,8 @@ def assessment_markdown(assessment: Any, threshold: str) -> str:
     rows = [
         [
             s.id,
-            f"{s.risk_score:.2f}",
-            s.risk_level,
+            "-" if s.unavailable else f"{s.risk_score:.2f}",
+            "not assessed" if s.unavailable else s.risk_level,
             "yes" if s.complete else "no",
             s.unavailable or ", ".join(f"{n} {k}" for k, n in s.counts().items() if n) or "-",
         ]
