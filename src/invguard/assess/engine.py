@@ -107,7 +107,7 @@ def run_assessment(
                 executor=executor.name,
                 fail_on=cfg.fail_on,
                 systems=systems,
-                jobs_total=len(planned),
+                jobs_total=len(planned) + sum(len(s.jobs) for s in systems if s.unavailable),
                 jobs_reused=jobs.reused,
                 jobs_failed=failed,
                 seconds=time.perf_counter() - started_clock,
@@ -127,7 +127,7 @@ def _record_run(store: HistoryStore, assessment: Assessment, out: Path) -> None:
     store.finish_run(
         assessment.run_id,
         {
-            "status": "complete" if assessment.jobs_failed == 0 else "incomplete",
+            "status": "complete" if assessment.complete else "incomplete",
             "jobs": assessment.to_dict()["jobs"],
             "output_dir": str(out),
         },
@@ -183,6 +183,9 @@ def summary_lines(assessment: Assessment) -> list[str]:
         if s.previous_risk is not None:
             delta = s.risk_score - s.previous_risk
             trend = f" (was {s.previous_risk:.2f} in run {s.previous_run}, {delta:+.2f})"
+        if s.unavailable is not None:
+            lines.append(f"  {s.id}: NOT ASSESSED: {s.unavailable}")
+            continue
         lines.append(f"  {s.id}: risk {s.risk_score:.2f} {s.risk_level.upper()}{trend}")
         for f in s.findings:
             if f.passed:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from invguard.assess.availability import EndpointUnavailableError
 from invguard.assess.config import ConfigError, LoadedConfig, SystemConfig
 from invguard.assess.config import HttpTarget as HttpTargetConfig
 from invguard.assess.defend import check_defenses
@@ -21,6 +22,7 @@ from invguard.assess.systems import (
     BuiltTarget,
     expand_attacks,
     load_auxiliary,
+    load_data,
     prepare_system,
     prior_fingerprint,
     probe_posture,
@@ -68,14 +70,18 @@ class PreparedSystem:
         return self.built.info
 
     def data_info(self) -> dict[str, Any]:
-        d = self.dataset
-        return {
-            "name": d.name,
-            "description": d.description,
-            "classes": d.num_classes,
-            "image_shape": list(d.image_shape),
-            "private_images": len(d.y_train),
-        }
+        return image_data_info(self.dataset)
+
+
+def image_data_info(d: ImageDataset) -> dict[str, Any]:
+    """What the reports say about an image system's private data."""
+    return {
+        "name": d.name,
+        "description": d.description,
+        "classes": d.num_classes,
+        "image_shape": list(d.image_shape),
+        "private_images": len(d.y_train),
+    }
 
 
 @dataclass
@@ -111,7 +117,40 @@ class PreparedTable:
         }
 
 
-Prepared = PreparedSystem | PreparedTable
+@dataclass
+class UnavailableSystem:
+    """A system whose endpoint could not be reached while it was checked: none of its jobs can
+    run, so the assessment is incomplete; ``reason`` is the one-line error."""
+
+    index: int
+    system: SystemConfig
+    reason: str
+    data: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    posture: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.system.id
+
+    @property
+    def target_info(self) -> dict[str, Any]:
+        from invguard.targets.http import redact_url
+
+        url = getattr(self.system.target, "url", "")
+        return {
+            "type": self.system.target.type,
+            "name": redact_url(url) if url else self.system.target.type,
+            "source": redact_url(url) if url else "",
+            "test_accuracy": None,
+            "access": "unknown: the endpoint could not be reached",
+        }
+
+    def data_info(self) -> dict[str, Any]:
+        return self.data
+
+
+Prepared = PreparedSystem | PreparedTable | UnavailableSystem
 
 
 @dataclass(frozen=True)
@@ -138,21 +177,17 @@ def _prepare_table(loaded: LoadedConfig, i: int) -> PreparedTable:
 
 
 def prepare_systems(loaded: LoadedConfig, cache: ModelCache) -> list[Prepared]:
-    """Load and check every system of ``loaded`` (nothing runs if one is wrong)."""
+    """Load and check every system of ``loaded`` (nothing runs if one is wrong).
+
+    A system whose endpoint cannot be reached is not an error of the configuration: it becomes an
+    :class:`UnavailableSystem`, and the others are assessed (the report says it is incomplete).
+    """
     prepared: list[Prepared] = []
     for i in range(len(loaded.config.systems)):
-        if is_tabular(loaded.config.systems[i]):
-            prepared.append(_prepare_table(loaded, i))
-            continue
-        system, dataset, built = prepare_system(loaded, i, cache)
-        aux_sha = None
-        if system.auxiliary is not None:
-            where = f"{loaded.path}: systems[{i}].auxiliary"
-            aux = load_auxiliary(system.auxiliary, dataset, where, loaded.resolve)
-            aux_sha = hashlib.sha256(aux.tobytes()).hexdigest()
-        system, skipped = expand_attacks(system, built, dataset)
-        check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
-        prepared.append(PreparedSystem(i, system, dataset, built, skipped, aux_sha))
+        try:
+            prepared.append(_prepare_one(loaded, i, cache))
+        except EndpointUnavailableError as exc:
+            prepared.append(_unavailable(loaded, i, str(exc)))
     images = [p for p in prepared if isinstance(p, PreparedSystem)]
     for p in images:
         if isinstance(p.system.target, HttpTargetConfig) and p.system.target.probe:
@@ -162,10 +197,39 @@ def prepare_systems(loaded: LoadedConfig, cache: ModelCache) -> list[Prepared]:
     return prepared
 
 
+def _unavailable(loaded: LoadedConfig, i: int, reason: str) -> UnavailableSystem:
+    """System ``i``, whose endpoint is down: its data described, its attacks listed, none run."""
+    system = loaded.config.systems[i]
+    if is_tabular(system):
+        system = expand_tabular_attacks(system)
+        spec = tabular_spec(system, f"systems[{i}]", loaded.resolve)
+        data = PreparedTable(i, system, spec, "", {}).data_info()
+    else:
+        data = image_data_info(load_data(system.data, f"systems[{i}].data", loaded.resolve))
+    return UnavailableSystem(i, system, reason, data)
+
+
+def _prepare_one(loaded: LoadedConfig, i: int, cache: ModelCache) -> PreparedSystem | PreparedTable:
+    """Check system ``i``: a table's spec, or an image system's data, target and attacks."""
+    if is_tabular(loaded.config.systems[i]):
+        return _prepare_table(loaded, i)
+    system, dataset, built = prepare_system(loaded, i, cache)
+    aux_sha = None
+    if system.auxiliary is not None:
+        where = f"{loaded.path}: systems[{i}].auxiliary"
+        aux = load_auxiliary(system.auxiliary, dataset, where, loaded.resolve)
+        aux_sha = hashlib.sha256(aux.tobytes()).hexdigest()
+    system, skipped = expand_attacks(system, built, dataset)
+    check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
+    return PreparedSystem(i, system, dataset, built, skipped, aux_sha)
+
+
 def plan_jobs(prepared: list[Prepared], loaded: LoadedConfig, cache_root: Path) -> list[PlannedJob]:
     """One content-addressed job per system, attack and seed."""
     planned: list[PlannedJob] = []
     for p in prepared:
+        if isinstance(p, UnavailableSystem):  # nothing can run; summarise reports why
+            continue
         sys_json = p.system.model_dump(mode="json")
         for j, atk in enumerate(p.system.attacks):
             attack_desc: dict[str, Any] = {
@@ -205,6 +269,7 @@ __all__ = [
     "Prepared",
     "PreparedSystem",
     "PreparedTable",
+    "UnavailableSystem",
     "plan_jobs",
     "prepare_systems",
 ]

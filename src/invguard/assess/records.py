@@ -41,6 +41,7 @@ class SystemResult:
     jobs: list[dict[str, Any]]
     complete: bool
     defenses: dict[str, Any] | None = None  # the defence evaluation (DefenseEvaluation.to_dict())
+    unavailable: str | None = None  # why the system could not be assessed at all (e.g. unreachable)
 
     @property
     def highest_severity(self) -> str:
@@ -79,26 +80,47 @@ class Assessment:
     def findings(self) -> list[Finding]:
         return [f for s in self.systems for f in s.findings]
 
+    @property
+    def complete(self) -> bool:
+        """Every planned job ran and succeeded, and every system could be reached."""
+        return self.jobs_failed == 0 and all(s.complete for s in self.systems)
+
+    def incomplete_reason(self) -> str | None:
+        """Why the assessment is incomplete (None when it is complete)."""
+        if self.complete:
+            return None
+        down = [s.id for s in self.systems if s.unavailable is not None]
+        parts = [f"{len(down)} system(s) could not be assessed ({', '.join(down)})"] if down else []
+        if self.jobs_failed:
+            parts.append(f"{self.jobs_failed} job(s) failed or could not run")
+        return "assessment incomplete: " + "; ".join(parts or ["a system is incomplete"])
+
     def gate(self, threshold: str | None = None) -> tuple[bool, str]:
-        """(passed, reason) of the CI gate at ``threshold`` (the config's ``fail_on`` if None)."""
+        """(passed, reason) of the CI gate at ``threshold`` (the config's ``fail_on`` if None).
+
+        An incomplete assessment fails the gate whatever the threshold but 'none': what could not
+        be measured cannot be shown to be safe.
+        """
         level = threshold or self.fail_on
         if level == "none":
             return True, "gate disabled (--fail-on none)"
-        tripped = [f for f in self.findings if not f.passed and at_or_above(f.severity, level)]
-        if tripped:
-            worst = max(tripped, key=lambda f: SEVERITY_RANK[f.severity])
-            return False, (
-                f"{len(tripped)} finding(s) at or above '{level}' (worst: {worst.severity} "
-                f"{worst.id})"
-            )
-        if self.jobs_failed:
-            return False, f"assessment incomplete: {self.jobs_failed} job(s) failed"
-        return True, f"no finding at or above '{level}'"
+        passed, reason = gate_findings(self.findings, level)
+        if not passed:
+            return passed, reason
+        incomplete = self.incomplete_reason()
+        if incomplete is not None:
+            return False, incomplete
+        return True, reason
 
     def to_dict(self) -> dict[str, Any]:
+        """The report's JSON (schema ``invguard.assessment/1``; keys are only ever added)."""
+        passed, reason = self.gate()
         return {
             "schema": "invguard.assessment/1",
             "name": self.name,
+            "status": "complete" if self.complete else "incomplete",
+            "incomplete_reason": self.incomplete_reason(),
+            "gate": {"fail_on": self.fail_on, "passed": passed, "reason": reason},
             "run_id": self.run_id,
             "config": {"path": self.config_path, "sha256": self.config_digest},
             "started": self.started,
@@ -124,6 +146,7 @@ class Assessment:
                     "previous_risk": s.previous_risk,
                     "previous_run": s.previous_run,
                     "complete": s.complete,
+                    "unavailable": s.unavailable,
                     "highest_severity": s.highest_severity,
                     "finding_counts": s.counts(),
                     "controls": s.controls,
@@ -138,4 +161,17 @@ class Assessment:
         }
 
 
-__all__ = ["Assessment", "Gallery", "SystemResult"]
+def gate_findings(findings: list[Finding], level: str) -> tuple[bool, str]:
+    """(passed, reason): does any finding that is not a pass reach severity ``level``?"""
+    if level == "none":
+        return True, "gate disabled (--fail-on none)"
+    tripped = [f for f in findings if not f.passed and at_or_above(f.severity, level)]
+    if tripped:
+        worst = max(tripped, key=lambda f: SEVERITY_RANK[f.severity])
+        return False, (
+            f"{len(tripped)} finding(s) at or above '{level}' (worst: {worst.severity} {worst.id})"
+        )
+    return True, f"no finding at or above '{level}'"
+
+
+__all__ = ["Assessment", "Gallery", "SystemResult", "gate_findings"]

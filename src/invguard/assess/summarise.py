@@ -25,7 +25,7 @@ from invguard.assess.findings import (
 )
 from invguard.assess.history import HistoryStore
 from invguard.assess.jobs import JobOutcome
-from invguard.assess.plan import PlannedJob, Prepared, PreparedSystem
+from invguard.assess.plan import PlannedJob, Prepared, PreparedSystem, UnavailableSystem
 from invguard.assess.records import Gallery, SystemResult
 from invguard.assess.run import JobRun
 from invguard.assess.tabular import tabular_attack_finding
@@ -100,12 +100,36 @@ def _attack_finding(
     return finding, leak
 
 
+def _not_run(prep: UnavailableSystem) -> _Measured:
+    """Every configured attack and seed of a system that could not be reached: not run, why."""
+    out = _Measured()
+    for atk in prep.system.attacks:
+        for seed in atk.seeds:
+            out.failed += 1
+            out.job_rows.append(
+                {
+                    "key": "",
+                    "attack": atk.name,
+                    "seed": seed,
+                    "status": "not-run",
+                    "error": prep.reason,
+                    "reused": False,
+                    "seconds": 0.0,
+                    "queries": None,
+                }
+            )
+            out.findings.append(failed_job_finding(prep.id, atk.name, seed, prep.reason, ""))
+    return out
+
+
 def _measure(
     prep: Prepared,
     planned: list[PlannedJob],
     jobs: JobRun,
     evaluation: DefenseEvaluation | None,
 ) -> _Measured:
+    if isinstance(prep, UnavailableSystem):
+        return _not_run(prep)
     out = _Measured()
     for j, atk in enumerate(prep.system.attacks):
         mine = [p for p in planned if p.spec.system_id == prep.id and p.attack_index == j]
@@ -175,6 +199,7 @@ def summarise_system(
         jobs=m.job_rows,
         complete=m.failed == 0,
         defenses=evaluation.to_dict() if evaluation is not None else None,
+        unavailable=prep.reason if isinstance(prep, UnavailableSystem) else None,
     )
     return result, m.galleries, m.failed
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from invguard.assess.availability import endpoint_failure
 from invguard.assess.config import (
     AttackConfig,
     AuxiliaryConfig,
@@ -177,8 +178,8 @@ def prepare_system(
     """Load and check one system before any job runs (fail fast, with the field path)."""
     try:
         return _prepare_system(loaded, index, cache)
-    except ConfigError as exc:
-        raise ConfigError(f"{loaded.path}: {exc}") from exc
+    except ConfigError as exc:  # the same kind (an unreachable endpoint stays one)
+        raise type(exc)(f"{loaded.path}: {exc}") from exc
 
 
 def _prepare_system(
@@ -395,7 +396,7 @@ def _http_target(
     try:
         answers = probe.predict(canary)
     except InvGuardError as exc:
-        raise ConfigError(f"{where}.url: {exc}") from exc
+        raise endpoint_failure(exc, f"{where}.url") from exc
     finally:
         probe.close()
     digest = hashlib.sha256(np.round(answers.astype(np.float64), 4).tobytes()).hexdigest()

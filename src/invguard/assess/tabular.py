@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from invguard.assess.availability import endpoint_failure
 from invguard.assess.config import (
     AttackConfig,
     ConfigError,
@@ -183,7 +184,7 @@ def _endpoint_digest(t: HttpTarget, spec: TabularSpec, where: str) -> str:
         with _endpoint(t, encoder.n_features, len(encoder.classes)) as probe:
             answers = probe.predict(canary)
     except InvGuardError as exc:
-        raise ConfigError(f"{where}.target.url: {exc}") from exc
+        raise endpoint_failure(exc, f"{where}.target.url") from exc
     return hashlib.sha256(np.round(answers.astype(np.float64), 4).tobytes()).hexdigest()
 
 

@@ -7,8 +7,11 @@ that need one (``progress``, ``load_dataset``, ``cache``) import it when called.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from invguard.errors import InvalidParameterError
@@ -18,6 +21,8 @@ from invguard.errors import InvalidParameterError
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a reader that stopped early
 
 Handler = Callable[[argparse.Namespace], int]
 SubParsers = Any  # argparse._SubParsersAction[argparse.ArgumentParser]
@@ -26,8 +31,21 @@ DATASETS = ("att-faces", "att-faces-full", "att-faces-private30", "digits", "mni
 ARCHS = ("softmax", "mlp", "cnn")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that a text with line breaks (an epilog) keeps them."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2)."""
+    """argparse with one-line errors (exit 2) and epilogs that keep their lines."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -165,3 +183,170 @@ def cache(args: argparse.Namespace) -> Any:
     from invguard.models import ModelCache, default_cache_dir
 
     return ModelCache(args.cache_dir or default_cache_dir())
+
+
+# ---------------------------------------------------------------------------------------------
+# exit codes, global flags and machine-readable output (the same on every command)
+
+GATE_DEFAULT = "findings over the gate"
+
+
+def exit_codes(one: str = GATE_DEFAULT) -> str:
+    """The ``--help`` epilog listing the exit codes; ``one`` says what exit 1 means here."""
+    import textwrap
+
+    meaning = textwrap.fill(one, width=78, initial_indent="  1    ", subsequent_indent=" " * 7)
+    return (
+        "exit codes:\n"
+        "  0    success\n"
+        f"{meaning}\n"
+        "  2    bad input or usage (a one-line error on stderr)\n"
+        f"  {EXIT_INTERRUPTED}  interrupted; {EXIT_BROKEN_PIPE}: stdout was closed early (a pipe)\n"
+    )
+
+
+GENERIC_EPILOG = exit_codes("a check or gate failed (commands without one never exit 1)")
+
+_GLOBAL_FLAGS: tuple[tuple[tuple[str, str], str, str], ...] = (
+    (("-q", "--quiet"), "quiet", "less output: no progress bars or notes on stderr"),
+    (("-v", "--verbose"), "verbose", "log what happens (INFO messages on stderr)"),
+)
+
+
+def add_global_flags(parser: argparse.ArgumentParser) -> None:
+    """``-q``/``-v`` on ``parser`` (default False) and on every sub-parser below it.
+
+    Below the top they default to ``argparse.SUPPRESS``, so ``invguard -v assess`` and
+    ``invguard assess -v`` both set ``verbose``: a sub-command's own default never clobbers the
+    value given before it. Options a sub-parser already has (its own ``-q``) get that default too.
+    Sub-parsers without an epilog get the list of exit codes.
+    """
+    _add_flags(parser, top=True)
+
+
+def _add_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    for flags, dest, text in _GLOBAL_FLAGS:
+        existing = [parser._option_string_actions.get(f) for f in flags]
+        if any(a is not None for a in existing):
+            for a in existing:
+                if a is not None and not top:
+                    a.default = argparse.SUPPRESS
+            continue
+        parser.add_argument(
+            *flags,
+            dest=dest,
+            action="store_true",
+            default=False if top else argparse.SUPPRESS,
+            help=text,
+        )
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in subs:
+        for child in {id(c): c for c in action.choices.values()}.values():
+            if child.epilog is None and not any(
+                isinstance(a, argparse._SubParsersAction) for a in child._actions
+            ):
+                child.epilog = GENERIC_EPILOG
+            _add_flags(child, top=False)
+
+
+FORMATS = ("table", "json", "sarif", "markdown")
+
+
+def add_format_options(
+    p: argparse.ArgumentParser,
+    *,
+    output_flags: Sequence[str] = ("-o", "--output"),
+    json_alias: bool = False,
+) -> None:
+    """``--format`` (table, json, sarif, markdown) and ``-o FILE``; ``--json`` = ``--format json``."""
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="what to print: table (for people, the default), json (a stable schema), sarif "
+        "(findings, 'assess' only) or markdown",
+    )
+    p.add_argument(
+        *output_flags,
+        dest="output_file",
+        metavar="FILE",
+        type=Path,
+        help="write that output to FILE (complete or not at all) instead of stdout",
+    )
+    if json_alias:
+        p.add_argument(
+            "--json", dest="format", action="store_const", const="json", help="= --format json"
+        )
+
+
+def check_format(args: argparse.Namespace, command: str, allowed: Sequence[str]) -> str:
+    """The chosen ``--format``, or a one-line error when ``command`` has no such output."""
+    fmt: str = getattr(args, "format", "table")
+    if fmt not in allowed:
+        raise InvalidParameterError(
+            f"--format {fmt}: '{command}' has no {fmt} output (SARIF holds the findings of "
+            f"'invguard assess'); use one of {', '.join(allowed)}"
+        )
+    return fmt
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a reader sees the
+    old file or the new one, never half of it. (Kept here, not in ``invguard.report.io``, because
+    that package loads numpy, and commands such as ``audit`` must stay light.)"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def emit(args: argparse.Namespace, text: str) -> None:
+    """Print the formatted output on stdout, or write it to ``-o FILE`` (and say so on stderr)."""
+    if not text.endswith("\n"):
+        text += "\n"
+    out: Path | None = getattr(args, "output_file", None)
+    if out is None:
+        write_stdout(text)
+        return
+    write_text_atomic(out, text)
+    note(args, f"wrote {out}")
+
+
+def write_stdout(text: str) -> None:
+    """Write ``text`` to stdout whole: under ``python -u`` (PYTHONUNBUFFERED) stdout is a raw
+    file whose ``write`` may take only part of a large text into a pipe, and the text layer drops
+    the rest; here every byte is written, or the closed pipe raises :class:`BrokenPipeError`."""
+    stream = sys.stdout
+    binary = getattr(stream, "buffer", None)
+    if binary is None:  # a text-only stream (a test's StringIO)
+        stream.write(text)
+        return
+    stream.flush()
+    view = memoryview(text.encode(stream.encoding or "utf-8", stream.errors or "strict"))
+    while view:
+        n = binary.write(view)
+        view = view[n or 0 :]
+    binary.flush()
+
+
+def note(args: argparse.Namespace, message: str) -> None:
+    """A line on stderr for people (not with ``-q``)."""
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A small Markdown table (``|`` in cells escaped)."""
+
+    def cell(v: str) -> str:
+        return v.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

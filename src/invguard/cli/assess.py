@@ -1,4 +1,11 @@
-"""``invguard init``, ``invguard assess`` and ``invguard history``: configured assessments."""
+"""``invguard init``, ``invguard assess`` and ``invguard history``: configured assessments.
+
+``assess --format json`` prints the report's JSON (schema ``invguard.assessment/1``, the same as
+``assessment.json``) with ``gate`` computed at the threshold in effect (``--fail-on`` or the
+config's); ``--format sarif`` prints ``assessment.sarif``; ``history --format json`` prints a list
+of runs (``id``, ``name``, ``config_path``, ``started_at``, ``finished_at``, ``status``:
+complete or incomplete, ``systems``: risk score, level and finding counts per system).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from invguard.cli._common import EXIT_FINDINGS, EXIT_OK, SubParsers
+from invguard.cli._common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    FORMATS,
+    SubParsers,
+    add_format_options,
+    check_format,
+    emit,
+    exit_codes,
+    markdown_table,
+    note,
+)
 from invguard.errors import InvalidParameterError
 
 # Function-level imports below are for laziness: parsers are built without the assessment engine.
@@ -22,8 +40,23 @@ def add_assess_parsers(sub: SubParsers) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(handler=cmd_init)
 
-    p = sub.add_parser("assess", help="run an assessment from a configuration file")
-    p.add_argument("-c", "--config", default="invguard.yaml", help="configuration (invguard.yaml)")
+    p = sub.add_parser(
+        "assess",
+        help="run an assessment from a configuration file",
+        description="Run (or resume) the assessment a configuration describes; write the HTML, "
+        "JSON and SARIF reports into its output folder and print a summary (--format).",
+        epilog=exit_codes(
+            "a finding at or above --fail-on, or the assessment is incomplete (a job failed, or "
+            "a system's endpoint could not be reached: the report says which and why)"
+        ),
+    )
+    p.add_argument(
+        "config_arg",
+        nargs="?",
+        metavar="CONFIG",
+        help="configuration file (default invguard.yaml; the same as -c)",
+    )
+    p.add_argument("-c", "--config", help="configuration file (default invguard.yaml)")
     p.add_argument(
         "--fail-on",
         choices=("critical", "high", "medium", "low", "info", "none"),
@@ -43,13 +76,18 @@ def add_assess_parsers(sub: SubParsers) -> None:
         "the config, else the config's folder)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_format_options(p)
     p.set_defaults(handler=cmd_assess)
 
-    p = sub.add_parser("history", help="past assessment runs and risk scores")
+    p = sub.add_parser(
+        "history",
+        help="past assessment runs and risk scores",
+        epilog=exit_codes("not used (history only reads)"),
+    )
     p.add_argument("--history-db", default="invguard-history.db")
     p.add_argument("--system", help="only this system")
     p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
+    add_format_options(p, json_alias=True)
     p.set_defaults(handler=cmd_history)
 
 
@@ -62,7 +100,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         raise InvalidParameterError(f"{path} already exists (use --force to overwrite it)")
     write_atomic(path, EXAMPLE_CONFIG)
-    print(f"wrote {path}; run it with:  invguard assess -c {path}")
+    print(f"wrote {path}; run it with:  invguard assess {path}")
     return EXIT_OK
 
 
@@ -106,13 +144,25 @@ def _sarif_root(value: str | None) -> Path | None:
     return root
 
 
+def config_path(args: argparse.Namespace) -> str:
+    """CONFIG or ``-c CONFIG`` (both only when they agree), default invguard.yaml."""
+    positional, option = args.config_arg, args.config
+    if positional is not None and option is not None and Path(positional) != Path(option):
+        raise InvalidParameterError(
+            f"two configurations given: CONFIG {positional!r} and -c {option!r}; give one"
+        )
+    return str(positional or option or "invguard.yaml")
+
+
 def cmd_assess(args: argparse.Namespace) -> int:
-    """Run (or resume) an assessment; exit 1 when the CI gate trips."""
+    """Run (or resume) an assessment; exit 1 when the CI gate trips or it is incomplete."""
     from invguard.assess.config import load_config
-    from invguard.assess.engine import run_assessment, summary_lines
+    from invguard.assess.engine import run_assessment
     from invguard.assess.executors import make_executor
 
-    loaded = load_config(args.config)
+    fmt = check_format(args, "assess", FORMATS)
+    sarif_root = _sarif_root(args.sarif_root)
+    loaded = load_config(config_path(args))
     executor = make_executor(args.executor, ray_address=args.ray_address)
     try:
         assessment = run_assessment(
@@ -125,37 +175,113 @@ def cmd_assess(args: argparse.Namespace) -> int:
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
             progress=_job_progress(args.quiet),
             defense_progress=None if args.quiet else _defense_progress,
-            sarif_root=_sarif_root(args.sarif_root),
+            sarif_root=sarif_root,
         )
     finally:
         executor.close()
-    print("\n".join(summary_lines(assessment)))
     out = Path(args.out) if args.out else loaded.resolve(loaded.config.output_dir)
-    print(f"report: {out / 'assessment.html'}  (also assessment.json, assessment.sarif)")
     threshold = args.fail_on or loaded.config.fail_on
     passed, reason = assessment.gate(threshold)
-    print(f"gate (fail on {threshold}): {'passed' if passed else 'FAILED'}: {reason}")
+    gate_line = f"gate (fail on {threshold}): {'passed' if passed else 'FAILED'}: {reason}"
+    report_line = f"report: {out / 'assessment.html'}  (also assessment.json, assessment.sarif)"
+    emit(args, _render_assessment(assessment, fmt, threshold, sarif_root, report_line, gate_line))
+    if fmt != "table":
+        note(args, f"{report_line}\n{gate_line}")
     return EXIT_OK if passed else EXIT_FINDINGS
+
+
+def _render_assessment(
+    assessment: Any,
+    fmt: str,
+    threshold: str,
+    sarif_root: Path | None,
+    report_line: str,
+    gate_line: str,
+) -> str:
+    """The assessment in ``fmt``: the terminal summary, the report's JSON or SARIF, or Markdown."""
+    from invguard.assess.engine import summary_lines
+    from invguard.report.assessment import render_sarif
+
+    passed, reason = assessment.gate(threshold)
+    if fmt == "json":
+        doc = assessment.to_dict()
+        doc["gate"] = {"fail_on": threshold, "passed": passed, "reason": reason}
+        return json.dumps(doc, indent=2)
+    if fmt == "sarif":
+        return str(render_sarif(assessment, sarif_root))
+    if fmt == "markdown":
+        return assessment_markdown(assessment, threshold)
+    return "\n".join([*summary_lines(assessment), report_line, gate_line])
+
+
+def assessment_markdown(assessment: Any, threshold: str) -> str:
+    """A readable Markdown summary: the gate, each system's risk, the open findings."""
+    passed, reason = assessment.gate(threshold)
+    lines = [
+        f"# InvGuard assessment: {assessment.name}",
+        "",
+        f"- run {assessment.run_id}, {assessment.finished}, InvGuard {assessment.invguard_version}",
+        f"- jobs: {assessment.jobs_total} ({assessment.jobs_reused} reused, "
+        f"{assessment.jobs_failed} failed or not run)",
+        f"- status: {'complete' if assessment.complete else 'incomplete'}",
+        f"- gate (fail on {threshold}): **{'passed' if passed else 'FAILED'}**: {reason}",
+        "",
+        "## Systems",
+        "",
+    ]
+    rows = [
+        [
+            s.id,
+            "-" if s.unavailable else f"{s.risk_score:.2f}",
+            "not assessed" if s.unavailable else s.risk_level,
+            "yes" if s.complete else "no",
+            s.unavailable or ", ".join(f"{n} {k}" for k, n in s.counts().items() if n) or "-",
+        ]
+        for s in assessment.systems
+    ]
+    lines.append(
+        markdown_table(["system", "risk", "level", "complete", "findings / why not"], rows)
+    )
+    open_findings = [f for f in assessment.findings if not f.passed and f.severity != "info"]
+    errors = [f for f in assessment.findings if f.kind == "error"]
+    for title, found in (("Findings", open_findings), ("Could not run", errors)):
+        if found:
+            lines += ["", f"## {title}", ""]
+            lines += [f"- **{f.severity}** `{f.rule_id}` {f.system}: {f.summary}" for f in found]
+    return "\n".join(lines)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     """List past assessment runs and each system's risk score."""
     from invguard.assess.history import HistoryStore
 
+    fmt = check_format(args, "history", ("table", "json", "markdown"))
     path = Path(args.history_db)
     if not path.is_file():
         raise InvalidParameterError(f"history database not found: {path}")
     with HistoryStore(path) as store:
         runs = store.runs(system=args.system, limit=args.limit)
-    if args.json:
-        print(json.dumps([r.__dict__ for r in runs], indent=2))
+    if fmt == "json":
+        emit(args, json.dumps([r.__dict__ for r in runs], indent=2))
         return EXIT_OK
-    if not runs:
-        print("no finished runs")
-        return EXIT_OK
-    for r in runs:
-        systems = ", ".join(
+
+    def risks(r: Any) -> str:
+        return ", ".join(
             f"{k} {v['risk_score']:.2f} {v['risk_level']}" for k, v in sorted(r.systems.items())
         )
-        print(f"run {r.id:4d}  {r.finished_at}  {r.status:10s}  {r.name}: {systems}")
+
+    if fmt == "markdown":
+        rows = [[str(r.id), str(r.finished_at), r.status, r.name, risks(r)] for r in runs]
+        head = ["run", "finished", "status", "assessment", "risk per system"]
+        emit(args, "# InvGuard assessment history\n\n" + markdown_table(head, rows))
+        return EXIT_OK
+    if not runs:
+        emit(args, "no finished runs")
+        return EXIT_OK
+    emit(
+        args,
+        "\n".join(
+            f"run {r.id:4d}  {r.finished_at}  {r.status:10s}  {r.name}: {risks(r)}" for r in runs
+        ),
+    )
     return EXIT_OK

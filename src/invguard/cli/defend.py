@@ -13,7 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from invguard.cli._common import EXIT_OK, SubParsers
+from invguard.cli._common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    SubParsers,
+    add_format_options,
+    check_format,
+    emit,
+    exit_codes,
+    markdown_table,
+    note,
+)
 from invguard.errors import InvalidParameterError
 
 # Function-level imports below are for laziness: parsers are built without the assessment engine.
@@ -128,13 +138,16 @@ def _chosen_systems(args: argparse.Namespace) -> tuple[Any, list[int]]:
 
 
 def cmd_defend_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate the defences of the chosen systems; print (or ``--json``) and write reports."""
+    """Evaluate the defences of the chosen systems, write their reports and print them
+    (``--format``); exit 1 when a requested defence (or an attack on one) failed."""
+    from invguard.assess.availability import EndpointUnavailableError
     from invguard.assess.defend import check_defenses, evaluate_system_defenses
     from invguard.assess.history import HistoryStore
     from invguard.assess.systems import expand_attacks, prepare_system
     from invguard.models import ModelCache, default_cache_dir
-    from invguard.report.defenses import render_text, write_defense_report
+    from invguard.report.defenses import write_defense_report
 
+    fmt = check_format(args, "defend evaluate", ("table", "json", "markdown"))
     loaded, chosen = _chosen_systems(args)
     cfg = loaded.config
     cache_root = (
@@ -146,32 +159,73 @@ def cmd_defend_evaluate(args: argparse.Namespace) -> int:
     history = Path(args.history_db) if args.history_db else loaded.resolve(cfg.history_db)
     out_root = Path(args.out) if args.out else Path("invguard-defenses")
     prepared = []
-    for i in chosen:  # check everything before the first model is trained
-        system, dataset, built = prepare_system(loaded, i, cache)
-        system, _ = expand_attacks(system, built, dataset)
-        check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
-        prepared.append((i, system, dataset, built))
+    try:
+        for i in chosen:  # check everything before the first model is trained
+            system, dataset, built = prepare_system(loaded, i, cache)
+            system, _ = expand_attacks(system, built, dataset)
+            check_defenses(system, dataset, f"{loaded.path}: systems[{i}]")
+            prepared.append((i, system, dataset, built))
+    except EndpointUnavailableError as exc:
+        print(f"invguard: defend evaluate: not evaluated (incomplete): {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
 
     def step(message: str) -> None:
-        if not args.quiet:
-            print(f"  {message}", file=sys.stderr, flush=True)
+        note(args, f"  {message}")
 
-    results = {}
+    results: dict[str, Any] = {}
+    paths: dict[str, dict[str, Path]] = {}
     with HistoryStore(history) as store:
         for i, system, dataset, built in prepared:
             step(f"system {system.id}")
             ev = evaluate_system_defenses(loaded, i, system, dataset, built, cache, store, step)
             folder = out_root if len(prepared) == 1 else out_root / system.id
-            paths = write_defense_report(ev, folder)
+            paths[system.id] = write_defense_report(ev, folder)
             results[system.id] = ev
-            if args.json:
-                continue
-            print(f"\n{system.id}: {ev.dataset} ({ev.arch or 'target'})")
-            print(render_text(ev))
-            print(f"report: {paths['html']}  (also {paths['json'].name}, {paths['png'].name})")
-    if args.json:
-        print(json.dumps({k: v.to_dict() for k, v in results.items()}, indent=2))
-    return EXIT_OK
+    failed = [
+        f"{sid}: {r.name}: {r.error}" for sid, ev in results.items() for r in ev.rows if r.error
+    ]
+    emit(args, _render(fmt, results, paths, failed))
+    for line in failed:
+        note(args, f"failed: {line}")
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def _render(
+    fmt: str, results: dict[str, Any], paths: dict[str, dict[str, Path]], failed: list[str]
+) -> str:
+    """The evaluations as the terminal table, JSON (one ``to_dict`` per system) or Markdown."""
+    from invguard.report.defenses import render_text, table_rows
+
+    if fmt == "json":
+        return json.dumps({k: v.to_dict() for k, v in results.items()}, indent=2)
+    parts: list[str] = []
+    for sid, ev in results.items():
+        p = paths[sid]
+        if fmt == "markdown":
+            attacks = list(ev.baseline.attacks)
+            rows = [
+                [r["name"], r["kind"], _num(r["test_accuracy"])]
+                + [_num(r["attacks"][a]) for a in attacks]
+                + [", ".join(r["recommended"]) or "-", r["error"] or ""]
+                for r in table_rows(ev)
+            ]
+            head = ["defence", "kind", "test acc", *(f"{a} top-1" for a in attacks)]
+            parts += [f"## {sid}: {ev.dataset} ({ev.arch or 'target'})", ""]
+            parts += [markdown_table([*head, "recommended for", "error"], rows), ""]
+            parts += [f"- [{t.threat}] {t.recommendation}" for t in ev.threats.values()]
+            parts.append(f"- report: {p['html']}\n")
+        else:
+            parts += [f"\n{sid}: {ev.dataset} ({ev.arch or 'target'})", render_text(ev)]
+            parts.append(f"report: {p['html']}  (also {p['json'].name}, {p['png'].name})")
+    if fmt == "markdown":
+        parts.insert(0, "# InvGuard defence evaluation\n")
+    if failed:
+        parts.append(f"{len(failed)} requested defence(s) or attack(s) failed (exit 1)")
+    return "\n".join(parts)
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def add_defend_parser(sub: SubParsers) -> None:
@@ -184,6 +238,10 @@ def add_defend_parser(sub: SubParsers) -> None:
         description=(
             "Without --config: the built-in suite on a reference model of the built-in faces. "
             "With --config: the 'defenses:' section of each system."
+        ),
+        epilog=exit_codes(
+            "a requested defence could not be trained or applied, an attack on one failed, or "
+            "the system's endpoint could not be reached"
         ),
     )
     e.add_argument("-c", "--config", help="assessment configuration with 'defenses:' sections")
@@ -220,8 +278,8 @@ def add_defend_parser(sub: SubParsers) -> None:
     e.add_argument("--out", help="report folder (default invguard-defenses)")
     e.add_argument("--cache-dir", help="model cache folder")
     e.add_argument("--history-db", help="history database (stored evaluations are reused)")
-    e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_format_options(e, output_flags=("-o", "--output-file"), json_alias=True)
     e.set_defaults(handler=cmd_defend_evaluate)
 
 

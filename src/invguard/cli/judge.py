@@ -13,7 +13,11 @@ from invguard.cli._common import (
     EXIT_OK,
     SubParsers,
     add_common,
+    add_format_options,
     cache,
+    check_format,
+    emit,
+    exit_codes,
     load_dataset,
     parse_size,
     progress,
@@ -27,7 +31,9 @@ from invguard.errors import InvalidParameterError
 def add_judge_parser(sub: SubParsers) -> None:
     """Register ``judge`` on the top-level sub-parsers."""
     p = sub.add_parser(
-        "judge", help="judge reconstructions from any tool with every judge and the verdict"
+        "judge",
+        help="judge reconstructions from any tool with every judge and the verdict",
+        epilog=exit_codes("not used: judging reports a measurement, it has no gate"),
     )
     p.add_argument("recons", help="RECONS.npy: float32 (n, c, h, w) in [0, 1]")
     p.add_argument(
@@ -38,8 +44,8 @@ def add_judge_parser(sub: SubParsers) -> None:
     )
     p.add_argument("--image-size", type=parse_size, help="AT&T faces size WxH, e.g. 92x112")
     p.add_argument("--labels", help="L.npy: the class of each reconstruction (default 0..n-1)")
-    p.add_argument("--json", action="store_true", help="print the judgement as JSON")
     add_common(p)
+    add_format_options(p, json_alias=True)
     p.set_defaults(handler=cmd_judge)
 
 
@@ -119,6 +125,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from invguard.models import train_target
     from invguard.targets import TorchTarget
 
+    fmt = check_format(args, "judge", ("table", "json", "markdown"))
     dataset = load_dataset(args.dataset, args.image_size)
     recons = load_recons(Path(args.recons), dataset.image_shape)
     labels = load_labels(
@@ -138,9 +145,36 @@ def cmd_judge(args: argparse.Namespace) -> int:
         surrogate_name="InvGuard's reference MLP trained on the same private images",
     )
     summary = judge_images(panel, recons, labels, cal).summary()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return EXIT_OK
-    print(f"InvGuard {__version__} - {len(recons)} reconstructions judged against {dataset.name}")
-    print("\n".join(judgement_lines(summary)))
+    head = f"InvGuard {__version__} - {len(recons)} reconstructions judged against {dataset.name}"
+    if fmt == "json":
+        emit(args, json.dumps(summary, indent=2))
+    elif fmt == "markdown":
+        emit(args, judgement_markdown(head, summary))
+    else:
+        emit(args, "\n".join([head, *judgement_lines(summary)]))
     return EXIT_OK
+
+
+def judgement_markdown(head: str, j: dict[str, Any]) -> str:
+    """The verdict and a table of each judge's top-1 on the reconstructions and calibration sets."""
+    from invguard.cli._common import markdown_table
+
+    names = list(j["judges"])
+    rows = [["reconstructed", *(f"{j['judges'][n]['top1']:.3f}" for n in names)]]
+    rows[0].append(f"{j['verdict_top1']:.3f}")
+    for name, c in j["calibration"].items():
+        rows.append([name, *(f"{c['judges'][n]['top1']:.3f}" for n in names)])
+        rows[-1].append(f"{c['verdict_top1']:.3f}")
+    rows.append(["status", *(str(j["judges"][n]["status"]) for n in names), ""])
+    lines = [
+        f"# {head}",
+        "",
+        f"**Verdict top-1 {j['verdict_top1']:.3f}** ({j['identities_reconstructed']} of "
+        f"{j['identities']} identities; chance {j['chance_top1']:.3f}), top-5 "
+        f"{j['verdict_top5']:.3f}; all judges agree on {j['unanimous_top1']:.3f}"
+        + (" (degraded: fewer than 2 reliable judges)" if j["degraded"] else ""),
+        "",
+        markdown_table(["image set", *names, "verdict"], rows),
+    ]
+    lines += [f"\n- note: {n}" for n in j.get("notes", [])]
+    return "\n".join(lines)

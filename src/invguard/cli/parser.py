@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from invguard import __version__
-from invguard.cli._common import EXIT_USAGE, Handler, Parser
+from invguard.cli._common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Handler,
+    Parser,
+    add_global_flags,
+    exit_codes,
+)
 from invguard.cli.assess import add_assess_parsers
 from invguard.cli.attack import add_attack_parser
 from invguard.cli.audit import add_audit_parser
@@ -31,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="invguard",
         description="Measure how much of its training data a model leaks through model inversion.",
+        epilog=exit_codes(
+            "findings over the gate, a significant leak, a requested defence or attack failed, "
+            "or the assessment is incomplete"
+        ),
     )
     parser.add_argument("--version", action="version", version=f"invguard {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     add_demo_parser(sub)
@@ -46,23 +58,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_parser(sub)
     add_serve_parser(sub)
     add_tabular_parser(sub)
+    add_global_flags(parser)  # -q/-v before or after any sub-command
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (a test's capture)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``invguard ARGV``: 0 success, 1 a finding/check failed, 2 bad input or usage."""
+    """Run ``invguard ARGV``: 0 success, 1 a finding/check failed, 2 bad input or usage.
+
+    A reader that closes stdout early (``invguard history --format json | head -1``) ends the
+    command quietly with 141, as a shell reports for SIGPIPE, and no traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     handler: Handler = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a broken pipe shows here, not in the interpreter's final flush
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except InvGuardError as exc:
         print(f"invguard: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("invguard: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

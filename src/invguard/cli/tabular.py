@@ -11,7 +11,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from invguard.cli._common import EXIT_OK, SubParsers
+from invguard.cli._common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    SubParsers,
+    add_format_options,
+    check_format,
+    emit,
+    exit_codes,
+    note,
+)
 from invguard.errors import InvalidParameterError
 
 # Function-level imports below are for laziness: parsers are built without numpy or sklearn.
@@ -53,6 +62,11 @@ def add_tabular_parser(sub: SubParsers) -> argparse.ArgumentParser:
     a = tsub.add_parser(
         "assess",
         help="attack a model's sensitive attribute; print a table, write JSON and Markdown",
+        epilog=exit_codes(
+            "an attack infers the attribute significantly better than the imputation baseline "
+            "(one-sided McNemar p < 0.01, a finding at or above --fail-on), or the endpoint could "
+            "not be reached (an incomplete report is written)"
+        ),
     )
     _add_data_args(a)
     a.add_argument("--sensitive", required=True, help="the categorical column to infer")
@@ -80,6 +94,14 @@ def add_tabular_parser(sub: SubParsers) -> argparse.ArgumentParser:
         default=Path("invguard-tabular"),
         help="report folder (invguard-tabular)",
     )
+    a.add_argument(
+        "--fail-on",
+        choices=("critical", "high", "medium", "low", "none"),
+        default="low",
+        help="exit 1 when the leak's finding is at or above this severity (default low: any "
+        "significant leak; none: never)",
+    )
+    add_format_options(a)
     a.set_defaults(handler=cmd_tabular_assess)
 
     t = tsub.add_parser(
@@ -134,13 +156,24 @@ def _spec(args: argparse.Namespace) -> Any:
 
 
 def cmd_tabular_assess(args: argparse.Namespace) -> int:
-    """Attack one sensitive attribute of a model's training rows (the assessment's tabular job)."""
+    """Attack one sensitive attribute of a model's training rows (the assessment's tabular job);
+    exit 1 when the leak is significant (at or above ``--fail-on``) or the endpoint is down."""
+    from invguard.assess.availability import endpoint_unavailable
+    from invguard.errors import InvGuardError
     from invguard.tabular.pipeline import run_tabular
-    from invguard.tabular.report import format_assessment, write_report
     from invguard.targets.http import HttpTarget
 
+    fmt = check_format(args, "tabular assess", ("table", "json", "markdown"))
+    from invguard.targets.http import redact_url
+
     spec = _spec(args)
-    model_name = args.model.name if args.model is not None else args.url or f"reference {args.arch}"
+    model_name = (
+        args.model.name
+        if args.model is not None
+        else redact_url(args.url)
+        if args.url is not None
+        else f"reference {args.arch}"
+    )
     factory = None
     if args.url is not None:
 
@@ -148,13 +181,79 @@ def cmd_tabular_assess(args: argparse.Namespace) -> int:
             n, k = scenario.encoder.n_features, scenario.num_classes
             return HttpTarget(args.url, num_classes=k, input_shape=(n,))
 
-    run = run_tabular(spec, target_factory=factory, model_name=model_name)
-    for a in run.assessments:
-        print(format_assessment(a))
-        print()
+    try:
+        run = run_tabular(spec, target_factory=factory, model_name=model_name)
+    except InvGuardError as exc:
+        if args.url is None or not endpoint_unavailable(exc):
+            raise
+        return _incomplete(args, model_name, str(exc))
+    passed, reason = _gate(run, model_name, args.fail_on)
+    return _report(args, fmt, run, passed, reason)
+
+
+def _gate(run: Any, model_name: str, fail_on: str) -> tuple[bool, str]:
+    """The assessment's gate on this run: its finding (the strongest attack against imputation,
+    significant at p < 0.01) at or above ``fail_on``."""
+    from invguard.assess.findings import tabular_finding
+    from invguard.assess.records import gate_findings
+    from invguard.catalog.attacks import TABULAR_ATTACKS
+
+    info = TABULAR_ATTACKS["attribute"]
+    finding, leak = tabular_finding(
+        system=model_name,
+        rule_id=info.rule_id,
+        title=info.title,
+        attack=info.name,
+        access=info.access,
+        outcomes=[{"headline": run.headline()}],
+    )
+    passed, reason = gate_findings([finding], fail_on)
+    significance = "significant" if leak.significant else "not significant"
+    return passed, f"{reason}; leak {significance} (p = {leak.p_value:.2g}, lift {leak.lift:.2f})"
+
+
+def _report(args: argparse.Namespace, fmt: str, run: Any, passed: bool, reason: str) -> int:
+    """Write the report folder; print the table, the report's JSON or its Markdown."""
+    import json
+
+    from invguard.tabular.report import format_assessment, write_report
+
     json_path, md_path = write_report(run.assessments, args.out, meta=run.meta)
-    print(f"report: {json_path} and {md_path}")
-    return EXIT_OK
+    gate_line = f"gate (fail on {args.fail_on}): {'passed' if passed else 'FAILED'}: {reason}"
+    report_line = f"report: {json_path} and {md_path}"
+    if fmt == "json":
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+        doc["gate"] = {"fail_on": args.fail_on, "passed": passed, "reason": reason}
+        emit(args, json.dumps(doc, indent=1))
+    elif fmt == "markdown":
+        emit(args, md_path.read_text(encoding="utf-8").rstrip() + f"\n\n{gate_line}")
+    else:
+        tables = [format_assessment(a) + "\n" for a in run.assessments]
+        emit(args, "\n".join([*tables, report_line, gate_line]))
+    if fmt != "table":
+        note(args, f"{report_line}\n{gate_line}")
+    return EXIT_OK if passed else EXIT_FINDINGS
+
+
+def _incomplete(args: argparse.Namespace, model_name: str, reason: str) -> int:
+    """The endpoint could not be reached: an incomplete report that says why, and exit 1."""
+    import json
+
+    from invguard.tabular.report import write_report
+
+    meta = {"model": model_name, "status": "incomplete", "error": reason}
+    json_path, md_path = write_report([], args.out, meta=meta)
+    gate = {"fail_on": args.fail_on, "passed": False, "reason": f"assessment incomplete: {reason}"}
+    fmt = args.format
+    if fmt == "json":
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+        emit(args, json.dumps({**doc, "gate": gate}, indent=1))
+    elif fmt == "markdown":
+        emit(args, md_path.read_text(encoding="utf-8").rstrip() + f"\n\ngate: FAILED: {reason}")
+    else:
+        emit(args, f"{model_name}: not assessed: {reason}\ngate: FAILED: {gate['reason']}")
+    note(args, f"incomplete report: {json_path} and {md_path}")
+    return EXIT_FINDINGS
 
 
 def cmd_tabular_train(args: argparse.Namespace) -> int:
