@@ -133,7 +133,7 @@ def test_unreachable_endpoint_is_an_incomplete_report_and_exit_1(
         "data": {"builtin": "digits"},
         "attacks": [{"name": "auto"}],
     }
-    table_api = {**_tree_system("table-api"), "target": api["target"]}
+    table_api = {**_tree_system("table-api"), "target": dict(api["target"])}  # no YAML alias
     path = _config(tmp_path, [_tree_system(), api, table_api], fail_on="critical")
     code, out, err = run_cli(["assess", str(path), "--format", "json", "-q"], capsys)
     assert code == 1, err  # not 2: the configuration is right, the endpoint is down

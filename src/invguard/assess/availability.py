@@ -11,9 +11,6 @@ from invguard.config_errors import ConfigError
 from invguard.errors import InvGuardError
 from invguard.targets.http import EndpointError
 
-# The problems EndpointError reports when no HTTP answer came (see invguard.targets.http).
-UNREACHABLE_PROBLEMS = ("connection refused", "cannot connect", "timed out", "request failed")
-
 
 class EndpointUnavailableError(ConfigError):
     """An HTTP system's endpoint could not be reached: the system cannot be assessed now, though
@@ -27,9 +24,9 @@ def endpoint_unavailable(exc: BaseException) -> bool:
     if not isinstance(exc, EndpointError):
         return False
     status = exc.status
-    if status is None:
-        return exc.problem.startswith(UNREACHABLE_PROBLEMS)
-    return status == 429 or 500 <= status < 600
+    if exc.unreachable:
+        return True
+    return status is not None and (status == 429 or 500 <= status < 600)
 
 
 def endpoint_failure(exc: InvGuardError, where: str) -> ConfigError:
@@ -40,7 +37,6 @@ def endpoint_failure(exc: InvGuardError, where: str) -> ConfigError:
 
 
 __all__ = [
-    "UNREACHABLE_PROBLEMS",
     "EndpointUnavailableError",
     "endpoint_failure",
     "endpoint_unavailable",

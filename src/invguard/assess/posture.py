@@ -534,7 +534,9 @@ def probe_endpoint(
         if "transport_security" in checks:
             found["transport_security"] = _probe_transport(u)
     except _ProbeError as exc:
-        raise EndpointError(prober.endpoint, str(exc), queries_spent=prober.queries) from None
+        raise EndpointError(
+            prober.endpoint, str(exc), queries_spent=prober.queries, unreachable=True
+        ) from None
     finally:
         client.close()
     return [found[c] for c in CHECKS if c in checks and c in found]

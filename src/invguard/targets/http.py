@@ -41,17 +41,25 @@ class EndpointError(TargetError):
 
     The message is one line, ``endpoint <url>: <problem>``, with credentials removed.
     ``queries_spent`` is the target's query count after the failure (inputs sent stay counted);
-    ``status`` is the last HTTP status, when there was a response.
+    ``status`` is the last HTTP status, when there was a response; ``unreachable`` is true when
+    no answer came at all (connection refused, DNS, TLS, timeout).
     """
 
     def __init__(
-        self, endpoint: str, problem: str, *, queries_spent: int, status: int | None = None
+        self,
+        endpoint: str,
+        problem: str,
+        *,
+        queries_spent: int,
+        status: int | None = None,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(f"endpoint {endpoint}: {problem}")
         self.endpoint = endpoint
         self.problem = problem
         self.queries_spent = queries_spent
         self.status = status
+        self.unreachable = unreachable
 
 
 # --- helpers shared with the posture probes -------------------------------------------------
@@ -237,10 +245,13 @@ def _server_message(resp: httpx.Response, secrets: list[str]) -> str:
 class _ChunkError(Exception):
     """Internal: one request failed; becomes an :class:`EndpointError` with the final counts."""
 
-    def __init__(self, problem: str, status: int | None = None) -> None:
+    def __init__(
+        self, problem: str, status: int | None = None, *, unreachable: bool = False
+    ) -> None:
         super().__init__(problem)
         self.problem = problem
         self.status = status
+        self.unreachable = unreachable
 
 
 class HttpTarget(BaseTarget):
@@ -385,7 +396,11 @@ class HttpTarget(BaseTarget):
                 self._counter.count -= n - sent[0]  # refund inputs that were never sent
             if isinstance(error, _ChunkError):
                 raise EndpointError(
-                    self.endpoint, error.problem, queries_spent=self.queries, status=error.status
+                    self.endpoint,
+                    error.problem,
+                    queries_spent=self.queries,
+                    status=error.status,
+                    unreachable=error.unreachable,
                 ) from error.__cause__
             raise error
         return np.concatenate([r for r in results if r is not None])
@@ -413,15 +428,16 @@ class HttpTarget(BaseTarget):
                 resp = self._client.post(self._url, content=body)
             except httpx.TimeoutException as exc:
                 raise _ChunkError(
-                    f"timed out after {self.timeout:g} s ({type(exc).__name__})"
+                    f"timed out after {self.timeout:g} s ({type(exc).__name__})", unreachable=True
                 ) from None
             except httpx.ConnectError as exc:
                 text = self._scrub(str(exc), 120)
                 what = "connection refused" if "refused" in text.lower() else "cannot connect"
-                raise _ChunkError(f"{what} ({text})") from None
+                raise _ChunkError(f"{what} ({text})", unreachable=True) from None
             except httpx.HTTPError as exc:
                 raise _ChunkError(
-                    f"request failed: {type(exc).__name__}: {self._scrub(str(exc), 120)}"
+                    f"request failed: {type(exc).__name__}: {self._scrub(str(exc), 120)}",
+                    unreachable=True,
                 ) from None
             status = resp.status_code
             if status not in _RETRY_STATUSES:
