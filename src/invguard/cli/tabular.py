@@ -52,7 +52,7 @@ def add_tabular_parser(sub: SubParsers) -> argparse.ArgumentParser:
 
     a = tsub.add_parser(
         "assess",
-        help="attack a model's sensitive attribute; print a table, write JSON and Markdown",
+        help="attack a model's sensitive attribute; print a table, write JSON, Markdown and HTML",
     )
     _add_data_args(a)
     a.add_argument("--sensitive", required=True, help="the categorical column to infer")
@@ -153,7 +153,10 @@ def cmd_tabular_assess(args: argparse.Namespace) -> int:
         print(format_assessment(a))
         print()
     json_path, md_path = write_report(run.assessments, args.out, meta=run.meta)
-    print(f"report: {json_path} and {md_path}")
+    from invguard.report.tabular import write_tabular_html
+
+    html_path = write_tabular_html(json_path)
+    print(f"report: {json_path}, {md_path} and {html_path}")
     return EXIT_OK
 
 
