@@ -123,7 +123,7 @@ def _label(x: float, y: float, text: str, width: float, size: int = 12) -> str:
 
 def _svg(width: float, height: float, label: str, body: list[str]) -> Markup:
     head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width:.0f} '
+        f'<svg class="chart" viewBox="0 0 {width:.0f} '
         f'{height:.0f}" width="{width:.0f}" height="{height:.0f}" role="img" '
         f'aria-label="{escape(label)}" font-family="{escape(FONT)}">'
         f"<title>{escape(label)}</title>"

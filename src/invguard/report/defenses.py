@@ -240,10 +240,9 @@ def _legend_handles(ev: DefenseEvaluation) -> list[Any]:
     return handles
 
 
-def render_plot(ev: DefenseEvaluation) -> bytes:
-    """PNG: test accuracy against the strongest fitting attack's top-1, one panel per threat model,
-    Pareto front joined, the recommended defence circled; the legend below the panels (it covers
-    no point) and every label inside the figure. Needs matplotlib (:func:`plot_available`)."""
+def plot_figure(ev: DefenseEvaluation) -> Any:
+    """The matplotlib figure of :func:`render_plot` (Agg backend), laid out and labelled: the
+    legend below the panels (it covers no point), every label inside its panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,17 +254,28 @@ def render_plot(ev: DefenseEvaluation) -> bytes:
     for ax, key in zip(axes[0], threats, strict=False):
         _panel(ax, ev, key)
     handles = _legend_handles(ev)
+    per_row = 4 if n == 1 else 7
     fig.legend(
-        handles=handles, loc="lower center", ncol=min(len(handles), 4 if n == 1 else 7),
-        fontsize=8, frameon=False,
+        handles=handles, loc="lower center", ncol=min(len(handles), per_row), fontsize=8,
+        frameon=False,
     )  # fmt: skip
     fig.suptitle(
         f"Defences on {ev.dataset} ({ev.arch or 'target'}): leakage against accuracy", fontsize=11
     )
-    rows = -(-len(handles) // (4 if n == 1 else 7))
+    rows = -(-len(handles) // per_row)
     fig.tight_layout(rect=(0.0, 0.035 + 0.045 * rows, 1.0, 0.95))
     for ax, key in zip(axes[0], threats, strict=False):
         _annotate(ax, _points(ev, key))  # after the layout: labels are placed in its pixels
+    return fig
+
+
+def render_plot(ev: DefenseEvaluation) -> bytes:
+    """PNG: test accuracy against the strongest fitting attack's top-1, one panel per threat model,
+    Pareto front joined, the recommended defence circled (:func:`plot_figure`). Needs matplotlib
+    (:func:`plot_available`)."""
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(ev)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", pad_inches=0.12)
     plt.close(fig)
@@ -311,6 +321,7 @@ def write_defense_report(ev: DefenseEvaluation, out: str | Path) -> dict[str, Pa
 __all__ = [
     "PLOT_MISSING",
     "plot_available",
+    "plot_figure",
     "recommended_defence",
     "render_html",
     "render_plot",
