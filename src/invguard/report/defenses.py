@@ -133,7 +133,8 @@ def _points(ev: DefenseEvaluation, threat: str) -> list[Point]:
 _LABEL_SPOTS = (
     (7, 3, "left", "bottom"), (7, -3, "left", "top"), (-7, 3, "right", "bottom"),
     (-7, -3, "right", "top"), (0, 8, "center", "bottom"), (0, -8, "center", "top"),
-    (12, 10, "left", "bottom"), (-12, -10, "right", "top"),
+    (12, 10, "left", "bottom"), (-12, 10, "right", "bottom"), (12, -10, "left", "top"),
+    (-12, -10, "right", "top"),
 )  # fmt: skip
 
 
@@ -142,14 +143,18 @@ def _label_text(names: str) -> str:
     return names.replace(", ", ",\n") if len(names) > 28 else names
 
 
-def _annotate(ax: Any, points: Sequence[Point]) -> None:
+def _annotate(ax: Any, points: Sequence[Point], recommended: str | None = None) -> None:
     """Label each point beside it where the label overlaps no other label or point and stays
     inside the axes (the first such of :data:`_LABEL_SPOTS`, else the least bad)."""
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    markers = [ax.transData.transform((x, y)) for _, _, x, y in points]
+    scale = ax.figure.dpi / 72.0
+    markers = [
+        (*ax.transData.transform((x, y)), scale * (12 if recommended in n.split(", ") else 5))
+        for n, _, x, y in points
+    ]  # centre and clearance (pixels) of each marker, the recommended one's circle included
     placed: list[Any] = []
-    for i, (name, _, x, y) in enumerate(points):
+    for name, _, x, y in points:
         best: tuple[float, Any] | None = None
         for dx, dy, ha, va in _LABEL_SPOTS:
             t = ax.annotate(
@@ -160,9 +165,9 @@ def _annotate(ax: Any, points: Sequence[Point]) -> None:
             box = t.get_window_extent(renderer).expanded(1.06, 1.15)
             cost = 10.0 * sum(box.overlaps(o) for o in placed)
             cost += 3.0 * sum(
-                box.x0 - 5 < mx < box.x1 + 5 and box.y0 - 5 < my < box.y1 + 5
-                for j, (mx, my) in enumerate(markers)
-                if j != i
+                max(box.x0 - mx, 0.0, mx - box.x1) ** 2 + max(box.y0 - my, 0.0, my - box.y1) ** 2
+                < r * r
+                for mx, my, r in markers
             )
             outside = max(0.0, frame.x0 - box.x0) + max(0.0, box.x1 - frame.x1)
             outside += max(0.0, frame.y0 - box.y0) + max(0.0, box.y1 - frame.y1)
@@ -235,7 +240,8 @@ def _legend_handles(ev: DefenseEvaluation) -> list[Any]:
         )  # fmt: skip
     handles.append(Line2D([], [], c="#98a2b3", lw=1, ls=":", label="chance"))
     if ev.baseline.test_accuracy is not None:
-        budget = f"accuracy budget (-{ev.max_accuracy_drop * 100:.1f} pts)"
+        drop = ev.max_accuracy_drop * 100
+        budget = f"accuracy budget (-{drop:.1f} pts)" if drop >= 0.05 else "accuracy budget (none)"
         handles.append(Line2D([], [], c="#b54708", lw=1, ls=":", label=budget))
     return handles
 
@@ -265,7 +271,8 @@ def plot_figure(ev: DefenseEvaluation) -> Any:
     rows = -(-len(handles) // per_row)
     fig.tight_layout(rect=(0.0, 0.035 + 0.045 * rows, 1.0, 0.95))
     for ax, key in zip(axes[0], threats, strict=False):
-        _annotate(ax, _points(ev, key))  # after the layout: labels are placed in its pixels
+        # after the layout: labels are placed in its pixels
+        _annotate(ax, _points(ev, key), recommended_defence(ev, key))
     return fig
 
 
