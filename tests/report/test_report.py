@@ -15,6 +15,7 @@ from invguard.metrics import Evaluator, evaluate_inversion
 from invguard.models import TrainedModel
 from invguard.report import InversionReport
 from invguard.targets import TorchTarget
+from tests.report.html_checks import assert_every_figure_enlarges, assert_self_contained
 
 
 def _report(digits: ImageDataset, model: TrainedModel, evaluator: Evaluator) -> InversionReport:
@@ -45,6 +46,8 @@ def test_html_is_self_contained_and_shows_every_pair(
     assert "https://" not in html
     assert "<link" not in html
     assert "<script" not in html
+    assert_self_contained(html)
+    assert assert_every_figure_enlarges(html) == 10  # each pair opens full-window
     assert "digits &lt;test&gt; &amp; report" in html  # escaped
     top1 = report.metrics.summary()["top1_accuracy"]
     assert f"{100 * top1:.1f}%" in html

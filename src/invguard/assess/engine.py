@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -114,7 +115,8 @@ def run_assessment(
                 galleries=galleries,
             )
             if write:
-                write_reports(assessment, out, sarif_root=sarif_root)
+                trend = {s.id: store.risk_history(str(loaded.path), s.id) for s in systems}
+                write_reports(assessment, out, sarif_root=sarif_root, risk_history=trend)
             _record_run(store, assessment, out)
             trail.finished(assessment)
         finally:
@@ -139,9 +141,14 @@ def _record_run(store: HistoryStore, assessment: Assessment, out: Path) -> None:
 
 
 def write_reports(
-    assessment: Assessment, out: Path, *, sarif_root: Path | None = None
+    assessment: Assessment,
+    out: Path,
+    *,
+    sarif_root: Path | None = None,
+    risk_history: Mapping[str, Sequence[tuple[int, str, float]]] | None = None,
 ) -> dict[str, Path]:
-    """Write HTML, JSON and SARIF into ``out``: built in a temporary folder, then swapped in."""
+    """Write HTML, JSON and SARIF into ``out``: built in a temporary folder, then swapped in
+    (``risk_history``: each system's past runs, :meth:`HistoryStore.risk_history`)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -150,7 +157,9 @@ def write_reports(
         (tmp / "assessment.sarif").write_text(
             render_sarif(assessment, sarif_root), encoding="utf-8"
         )
-        (tmp / "assessment.html").write_text(render_html(assessment), encoding="utf-8")
+        (tmp / "assessment.html").write_text(
+            render_html(assessment, risk_history), encoding="utf-8"
+        )
         for f in tmp.iterdir():
             f.chmod(0o644)
         tmp.chmod(0o755)

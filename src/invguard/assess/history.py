@@ -332,3 +332,17 @@ class HistoryStore:
             (system, before_run),
         ).fetchone()
         return None if row is None else (int(row[0]), float(row[1]))
+
+    def risk_history(
+        self, config_path: str, system: str, *, limit: int = 50
+    ) -> list[tuple[int, str, float]]:
+        """(run id, finished at, risk score) of the latest ``limit`` finished runs of the
+        configuration file ``config_path`` that scored ``system``, oldest first (for the trend)."""
+        rows = self._db.execute(
+            "SELECT rs.run_id, r.finished_at, rs.risk_score FROM run_systems rs "
+            "JOIN runs r ON r.id = rs.run_id WHERE r.config_path = ? AND rs.system = ? "
+            "AND r.finished_at IS NOT NULL AND rs.risk_score IS NOT NULL "
+            "ORDER BY rs.run_id DESC LIMIT ?",
+            (config_path, system, limit),
+        ).fetchall()
+        return [(int(r[0]), str(r[1]), float(r[2])) for r in reversed(rows)]

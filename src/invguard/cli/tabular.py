@@ -61,7 +61,7 @@ def add_tabular_parser(sub: SubParsers) -> argparse.ArgumentParser:
 
     a = tsub.add_parser(
         "assess",
-        help="attack a model's sensitive attribute; print a table, write JSON and Markdown",
+        help="attack a model's sensitive attribute; print a table, write JSON, Markdown and HTML",
         epilog=exit_codes(
             "an attack infers the attribute significantly better than the imputation baseline "
             "(one-sided McNemar p < 0.01, a finding at or above --fail-on), or the endpoint could "
@@ -216,11 +216,13 @@ def _report(args: argparse.Namespace, fmt: str, run: Any, passed: bool, reason: 
     """Write the report folder; print the table, the report's JSON or its Markdown."""
     import json
 
+    from invguard.report.tabular import write_tabular_html
     from invguard.tabular.report import format_assessment, write_report
 
     json_path, md_path = write_report(run.assessments, args.out, meta=run.meta)
+    html_path = write_tabular_html(json_path)
     gate_line = f"gate (fail on {args.fail_on}): {'passed' if passed else 'FAILED'}: {reason}"
-    report_line = f"report: {json_path} and {md_path}"
+    report_line = f"report: {json_path}, {md_path} and {html_path}"
     if fmt == "json":
         doc = json.loads(json_path.read_text(encoding="utf-8"))
         doc["gate"] = {"fail_on": args.fail_on, "passed": passed, "reason": reason}
@@ -239,10 +241,12 @@ def _incomplete(args: argparse.Namespace, model_name: str, reason: str) -> int:
     """The endpoint could not be reached: an incomplete report that says why, and exit 1."""
     import json
 
+    from invguard.report.tabular import write_tabular_html
     from invguard.tabular.report import write_report
 
     meta = {"model": model_name, "status": "incomplete", "error": reason}
     json_path, md_path = write_report([], args.out, meta=meta)
+    html_path = write_tabular_html(json_path)
     gate = {"fail_on": args.fail_on, "passed": False, "reason": f"assessment incomplete: {reason}"}
     fmt = args.format
     if fmt == "json":
@@ -252,7 +256,7 @@ def _incomplete(args: argparse.Namespace, model_name: str, reason: str) -> int:
         emit(args, md_path.read_text(encoding="utf-8").rstrip() + f"\n\ngate: FAILED: {reason}")
     else:
         emit(args, f"{model_name}: not assessed: {reason}\ngate: FAILED: {gate['reason']}")
-    note(args, f"incomplete report: {json_path} and {md_path}")
+    note(args, f"incomplete report: {json_path}, {md_path} and {html_path}")
     return EXIT_FINDINGS
 
 

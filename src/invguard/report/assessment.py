@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from importlib.resources import files
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 import yaml
+from markupsafe import Markup
 
 from invguard import __version__
 from invguard.catalog.docs import rule_docs
 from invguard.catalog.rules import SEVERITY_RANK
+from invguard.report.charts import (
+    PALETTE,
+    VERDICT_COLOUR,
+    Bar,
+    Group,
+    RefLine,
+    TrendPoint,
+    bar_chart,
+    risk_trend_chart,
+)
 from invguard.report.images import data_uri, png_bytes
+from invguard.report.templating import render
 
 if TYPE_CHECKING:
     from invguard.assess.records import Assessment
@@ -205,16 +215,111 @@ def render_sarif(assessment: Assessment, root: Path | None = None) -> str:
 # ------------------------------------------------------------------------------------------------
 # HTML
 
+# One past run of a system: (run id, finished at, risk score), as HistoryStore.risk_history gives.
+RiskPoint = tuple[int, str, float]
 
-def render_html(assessment: Assessment) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(
-            lambda name: files("invguard.report").joinpath("templates", name).read_text("utf-8")
-        ),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
+
+# The calibration rows in the judges' order (invguard.judges.CALIBRATION_ROWS; a test checks),
+# which stored evidence loses (JSON with sorted keys).
+CALIBRATION_ORDER = ("noise", "grey", "class_mean", "held_out", "artefacts", "public_lookalike")
+
+
+def _calibration_rows(ev: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    rows = dict(ev.get("calibration") or {})
+    rank = {r: i for i, r in enumerate(CALIBRATION_ORDER)}
+    return sorted(rows.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def _image_chart(ev: Mapping[str, Any]) -> Markup:
+    """Top-1 per judge and the verdict, on the reconstructions and each calibration row."""
+    judges: Mapping[str, Mapping[str, Any]] = ev["judges"]
+    names = {
+        n: n if j.get("status", "reliable") == "reliable" else f"{n} ({j['status']})"
+        for n, j in judges.items()
+    }
+    series = {names[n]: PALETTE[i % len(PALETTE)] for i, n in enumerate(judges)}
+    series["verdict"] = VERDICT_COLOUR
+    groups = [
+        Group(
+            "reconstructions",
+            (
+                *(Bar(names[n], j.get("top1")) for n, j in judges.items()),
+                Bar("verdict", ev.get("top1_accuracy")),
+            ),
+        )
+    ]
+    for row, c in _calibration_rows(ev):
+        bars = [Bar(names[n], c.get(n)) for n in judges]
+        groups.append(
+            Group(str(row).replace("_", " "), (*bars, Bar("verdict", c.get("verdict_top1"))))
+        )
+    chance = float(ev.get("chance", 0.0))
+    return bar_chart(
+        groups,
+        series=series,
+        lines=[RefLine(f"chance {chance:.3f}", chance)],
+        title=f"{ev.get('attack', 'attack')}: top-1 accuracy per judge against chance",
+        x_label="top-1 accuracy (share of identities named right)",
     )
-    data = assessment.to_dict()
+
+
+def _tabular_chart(ev: Mapping[str, Any]) -> Markup:
+    """The strongest attribute attack's accuracy against the imputation and prior baselines."""
+    name = str(ev.get("best_attack", "attack"))
+    bars = [Group("training records", (Bar(name, ev["accuracy"]),))]
+    if ev.get("non_member_accuracy") is not None:
+        bars.append(Group("held-out records", (Bar(name, ev["non_member_accuracy"]),)))
+    base, prior = float(ev["baseline_accuracy"]), ev.get("prior_accuracy")
+    lines = [RefLine(f"{ev.get('baseline', 'baseline')} baseline {base:.3f}", base)]
+    if prior is not None:
+        lines.append(RefLine(f"prior {float(prior):.3f}", float(prior), "#667085", "2 3"))
+    return bar_chart(
+        bars,
+        series={name: PALETTE[0]},
+        lines=lines,
+        title=f"'{ev.get('attribute', 'attribute')}': strongest attack against the baselines",
+        x_label="accuracy (share of records whose attribute is inferred right)",
+    )
+
+
+def finding_chart(evidence: Mapping[str, Any]) -> Markup | None:
+    """The chart of a measured finding's evidence, or None when it has no accuracies."""
+    if isinstance(evidence.get("judges"), Mapping) and evidence["judges"]:
+        return _image_chart(evidence)
+    if "baseline_accuracy" in evidence and "accuracy" in evidence:
+        return _tabular_chart(evidence)
+    if "top1_accuracy" in evidence and "chance" in evidence:
+        chance = float(evidence["chance"])
+        return bar_chart(
+            [Group("reconstructions", (Bar("evaluation model", evidence["top1_accuracy"]),))],
+            series={"evaluation model": PALETTE[0]},
+            lines=[RefLine(f"chance {chance:.3f}", chance)],
+            title=f"{evidence.get('attack', 'attack')}: top-1 accuracy against chance",
+            x_label="top-1 accuracy",
+        )
+    return None
+
+
+def risk_trend(
+    system_id: str,
+    risk: float,
+    run_id: int,
+    finished: str,
+    past: Sequence[RiskPoint],
+) -> Markup | None:
+    """The risk over past runs and this one (None with fewer than two runs)."""
+    runs = {int(r): (str(at), float(v)) for r, at, v in past if int(r) != run_id}
+    runs[run_id] = (finished, float(risk))
+    if len(runs) < 2:
+        return None
+    points = [
+        TrendPoint(f"#{r}", v, at.replace("T", " ").split("+")[0], current=r == run_id)
+        for r, (at, v) in sorted(runs.items())
+    ]
+    return risk_trend_chart(points, title=f"{system_id}: risk score over {len(points)} runs")
+
+
+def _galleries(assessment: Assessment) -> dict[str, list[dict[str, Any]]]:
     galleries: dict[str, list[dict[str, Any]]] = {}
     for fid, g in assessment.galleries.items():
         scale = max(1, 96 // max(1, int(g.reconstructions.shape[2])))
@@ -227,21 +332,65 @@ def render_html(assessment: Assessment) -> str:
             }
             for i in range(len(g.reconstructions))
         ]
-    passed, reason = assessment.gate()
-    defense_plots: dict[str, str | None] = {}
-    for s in assessment.systems:
-        defense_plots[s.id] = None
-        if s.defenses is not None:
-            from invguard.defenses.evaluation import DefenseEvaluation
-            from invguard.report.defenses import render_plot
+    return galleries
 
-            ev = DefenseEvaluation.from_dict(s.defenses)
-            defense_plots[s.id] = data_uri(render_plot(ev)) if ev.threats else None
-    return env.get_template("assessment.html").render(
+
+def _defense_plot(defenses: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(data URI of the defences plot, or a note saying why there is none)."""
+    if defenses is None:
+        return None, None
+    from invguard.defenses.evaluation import DefenseEvaluation
+    from invguard.report.defenses import PLOT_MISSING, plot_available, render_plot
+
+    ev = DefenseEvaluation.from_dict(dict(defenses))
+    if not ev.threats:
+        return None, None
+    if not plot_available():
+        return None, PLOT_MISSING
+    return data_uri(render_plot(ev)), None
+
+
+def render_html(
+    assessment: Assessment, risk_history: Mapping[str, Sequence[RiskPoint]] | None = None
+) -> str:
+    """The self-contained HTML report; ``risk_history``: each system's past runs of the same
+    configuration (:meth:`~invguard.assess.history.HistoryStore.risk_history`), for the trend."""
+    data = assessment.to_dict()
+    passed, reason = assessment.gate()
+    history = risk_history or {}
+    defense_plots: dict[str, str | None] = {}
+    defense_notes: dict[str, str | None] = {}
+    trends: dict[str, Markup | None] = {}
+    for s in assessment.systems:
+        defense_plots[s.id], defense_notes[s.id] = _defense_plot(s.defenses)
+        trends[s.id] = risk_trend(
+            s.id, s.risk_score, assessment.run_id, assessment.finished, history.get(s.id, ())
+        )
+    charts = {f.id: finding_chart(f.evidence) for f in assessment.findings if f.kind == "measured"}
+    return render(
+        "assessment.html",
         a=data,
+        charts=charts,
+        calibration_rows=_calibration_rows,
+        trends=trends,
         defense_plots=defense_plots,
-        galleries=galleries,
+        defense_notes=defense_notes,
+        galleries=_galleries(assessment),
         gate_passed=passed,
         gate_reason=reason,
         severity_rank=SEVERITY_RANK,
+        recommended_by={s.id: _recommended(s.defenses) for s in assessment.systems},
     )
+
+
+def _recommended(defenses: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """Row name -> the threat models that recommend it; the undefended row never appears."""
+    out: dict[str, list[str]] = {}
+    if not defenses:
+        return out
+    kinds = {r["name"]: r.get("kind") for r in defenses.get("rows", [])}
+    for key, t in dict(defenses.get("threats") or {}).items():
+        name = t.get("recommended")
+        if name is not None and kinds.get(name) != "none":
+            out.setdefault(name, []).append(key)
+    return out

@@ -7,11 +7,9 @@ import json
 import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 
 from invguard import __version__
@@ -21,6 +19,7 @@ from invguard.judges.evaluate import Judgement
 from invguard.metrics.evaluate import InversionMetrics
 from invguard.report.images import data_uri, gallery_grid, png_bytes
 from invguard.report.io import write_atomic
+from invguard.report.templating import render
 
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
@@ -95,13 +94,6 @@ class InversionReport:
         return png_bytes(grid)
 
     def to_html(self) -> str:
-        env = jinja2.Environment(
-            loader=jinja2.FunctionLoader(
-                lambda name: files("invguard.report").joinpath("templates", name).read_text("utf-8")
-            ),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
         data = self.to_dict()
         recon_scale = max(1, 112 // max(1, self.dataset.image_shape[1]))
         nearest = self.nearest_private_images()
@@ -116,7 +108,8 @@ class InversionReport:
                     "private_uri": data_uri(png_bytes(nearest[i], scale=recon_scale)),
                 }
             )
-        return env.get_template("inversion.html").render(
+        return render(
+            "inversion.html",
             report=data,
             judgement=data.get("judgement"),
             cards=cards,

@@ -209,7 +209,10 @@ def run_assessment(
 
 
 def _signed(v: float | None) -> str:
-    return "" if v is None else f"{v:+.3f}"
+    """``+0.123``; a value that rounds to zero is ``0.000`` (never ``-0.000``)."""
+    if v is None:
+        return ""
+    return "0.000" if abs(v) < 0.0005 else f"{v:+.3f}"
 
 
 def _p(m: McNemarResult | None) -> str:
@@ -230,6 +233,19 @@ TABLE_COLUMNS = (
     "queries",
     "seconds",
 )
+
+
+MARKDOWN_COLUMNS = (*TABLE_COLUMNS[:5], "p (vs prior)", TABLE_COLUMNS[6], "p (vs imputation)",
+                    *TABLE_COLUMNS[8:])  # fmt: skip
+
+
+def _plain(value: Any) -> str:
+    """A metadata value as text: ``k v, k v`` for a mapping (never a Python dict repr)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value)
+    return str(value).replace("|", "\\|")
 
 
 def table_rows(assessment: TabularAssessment) -> list[list[str]]:
@@ -292,9 +308,19 @@ def write_report(
     json_path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     lines = ["# InvGuard: attribute inference assessment", ""]
     if meta:
-        lines += [f"- {k}: {v}" for k, v in meta.items()] + [""]
+        meta_rows = [[str(k), _plain(v)] for k, v in meta.items()]
+        lines += [markdown_table(("run", "value"), meta_rows), ""]
     for a in assessments:
-        lines += [f"## {a.model}: {a.attribute} ({a.population})", "", format_assessment(a), ""]
+        n = a.rows[0].metrics.n if a.rows else 0
+        counts = ", ".join(f"{k} {v}" for k, v in a.truth_counts.items())
+        lines += [
+            f"## {a.model}: {a.attribute} ({a.population})",
+            "",
+            f"'{a.attribute}' of {n} {a.population} ({counts}); p: one-sided exact McNemar.",
+            "",
+            markdown_table(MARKDOWN_COLUMNS, table_rows(a)),
+            "",
+        ]
         best = a.best_attack()
         if best is not None and best.vs_imputation is not None and best.mcnemar_imputation:
             verdict = (
