@@ -160,6 +160,7 @@ def test_unreachable_endpoint_is_an_incomplete_report_and_exit_1(
     html = (report / "assessment.html").read_text()
     assert "incomplete" in html
     assert "connection refused" in html
+    assert html.count("not assessed") == 2  # the two systems behind the endpoint have no risk
     sarif = json.loads((report / "assessment.sarif").read_text())
     assert sarif["runs"][0]["invocations"][0]["executionSuccessful"] is False
 
