@@ -132,7 +132,7 @@ def test_defend_evaluate_with_a_factory_and_a_program(
         ],
     }
     path = tmp_path / "invguard.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(cfg))))  # no anchors for shared parts
     out = tmp_path / "d"
     common = ["--cache-dir", str(model_cache.root), "--history-db", str(tmp_path / "h.db")]
     code = main(["defend", "evaluate", "-c", str(path), "--out", str(out), *common, "-q", "--json"])
