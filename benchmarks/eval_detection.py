@@ -14,7 +14,8 @@ trained on the 30 private AT&T identities. Through it, with one API key per stre
   sent in batches of 1 to 16 from several keys.
 
 Every detector answers ``alert`` (so each detector's first detection is measured on the whole
-stream); the detections are read back from the gateway's audit log. Printed per detector: the
+stream); the detections are read back from the gateway's audit log. The cross-key detector sees
+all keys in one table: a benign key that one of its alerts names counts as flagged. Printed per detector: the
 share of attack streams detected, the median number of queries until detection, and the share
 of benign keys flagged. ``--ablation`` replays the recorded streams offline through the same
 detection engine with other settings (Blacklight's paper rule, a smaller kNN ``k``).
