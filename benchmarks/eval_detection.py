@@ -14,18 +14,24 @@ trained on the 30 private AT&T identities. Through it, with one API key per stre
   sent in batches of 1 to 16 from several keys.
 
 Every detector answers ``alert`` (so each detector's first detection is measured on the whole
-stream); the detections are read back from the gateway's audit log. Printed per detector: the
+stream); the detections are read back from the gateway's audit log. The cross-key detector sees
+all keys in one table: a benign key that one of its alerts names counts as flagged. Printed per detector: the
 share of attack streams detected, the median number of queries until detection, and the share
 of benign keys flagged. ``--ablation`` replays the recorded streams offline through the same
 detection engine with other settings (Blacklight's paper rule, a smaller kNN ``k``).
+``--adaptive`` replays them spread over several keys or diluted with benign queries, with the
+cross-key detector's threshold chosen on one half of the streams and the table measured on the
+other (see ``_adaptive``).
 
     .venv/bin/python benchmarks/eval_detection.py [--budget 1000] [--seeds 3] [--ablation]
+        [--adaptive]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import secrets
 import signal
@@ -55,7 +61,8 @@ from invguard.models import train_target
 from invguard.targets import HttpTarget, OutputSpec, TorchTarget
 
 FloatArray = NDArray[np.float32]
-DETECTORS = ("knn", "blacklight", "inversion")
+PER_KEY = ("knn", "blacklight", "inversion")
+DETECTORS = (*PER_KEY, "cross_key")
 GOAL_QUERIES = 200
 
 
@@ -211,9 +218,11 @@ def run_benign(stream: Stream, url: str, x: FloatArray, seed: int) -> None:
         stream.queries = target.queries
 
 
-def detections(audit: Path) -> dict[str, dict[str, int]]:
-    """key id -> detector -> first flagged query (1-based count of queries until detection)."""
+def detections(audit: Path) -> tuple[dict[str, dict[str, int]], set[str]]:
+    """key id -> detector -> first flagged query (1-based count of queries until detection),
+    and the keys that cross-key alerts name."""
     out: dict[str, dict[str, int]] = {}
+    named: set[str] = set()
     with AuditLog(audit, readonly=True) as log:
         report = log.verify()
         if not report.ok:
@@ -223,11 +232,15 @@ def detections(audit: Path) -> dict[str, dict[str, int]]:
             key, det, idx = p["key"], p["detector"], int(p["query_index"]) + 1
             out.setdefault(key, {})
             out[key][det] = min(idx, out[key].get(det, idx))
-    return out
+            named.update((p.get("details") or {}).get("keys", []))
+    return out, named
 
 
 def summarise(
-    streams: list[Stream], found: dict[str, dict[str, int]], detectors: tuple[str, ...]
+    streams: list[Stream],
+    found: dict[str, dict[str, int]],
+    detectors: tuple[str, ...],
+    named: set[str] | frozenset[str] = frozenset(),
 ) -> list[dict[str, object]]:
     attacks = [s for s in streams if s.kind == "attack"]
     benign = [s for s in streams if s.kind == "benign"]
@@ -248,7 +261,11 @@ def summarise(
             got = [t for t in ts if t is not None]
             med = f"{statistics.median(got):g}" if got else "-"
             per_family.append(f"{fam} {len(got)}/{len(ts)} (median {med})")
-        flagged = [s.name for s in benign if first(s) is not None]
+        flagged = [
+            s.name
+            for s in benign
+            if first(s) is not None or (det in ("cross_key", "any") and s.name in named)
+        ]
         rows.append(
             {
                 "detector": det if det != "any" else "gateway (any detector)",
@@ -319,13 +336,13 @@ def ablation(
     margins: list[dict[str, object]] = []
     for label, (changed, over) in variants.items():
         found, worst = replay(streams, predict, over)
-        for row in summarise(streams, found, DETECTORS):
+        for row in summarise(streams, found, PER_KEY):
             det = str(row["detector"])
             if det.startswith("gateway") or det == changed or not changed:
                 rows.append({"setting": label, **row})
         if changed:
             continue
-        for det in DETECTORS:
+        for det in PER_KEY:
             below = det == "knn"
             pick = min if below else max
             benign = [
@@ -351,11 +368,49 @@ def ablation(
     return rows, margins
 
 
+def adaptive(streams: list[Stream], test: FloatArray, owner: TorchTarget) -> dict[str, Any]:
+    """Attacks spread over keys or diluted, offline through the detection engine (see
+    ``_adaptive``): the cross-key threshold chosen on one half, the table on the other."""
+    import _adaptive
+
+    from invguard.gateway.config import CrossKeyConfig
+
+    def predict(x: FloatArray) -> FloatArray:
+        out: FloatArray = owner.predict(x)
+        return out
+
+    longest = max(s.queries for s in streams if s.kind == "attack")
+    copies = math.ceil(max(_adaptive.DILUTIONS) * longest / len(test)) + 1
+    fillers = {
+        s.name: benign_inputs(test, "mixed", copies, 2, 100 + i)
+        for i, s in enumerate(streams)
+        if s.kind == "attack"
+    }
+    order = [s.name for s in streams if s.kind == "benign"]
+    tune, report = _adaptive.split(streams, order)
+    cross = CrossKeyConfig().model_dump(exclude={"enabled", "action"})
+    threshold, worst = _adaptive.choose_threshold(tune, fillers, predict, cross)
+    print(
+        f"\nAdaptive attackers (offline, through the detection engine): cross-key threshold "
+        f"{threshold} near-duplicates, {_adaptive.MARGIN:g} x the most a benign query had on "
+        f"the tuning half ({worst:g}; the gateway's default: {cross['threshold']}); measured on "
+        f"the other half: {sum(s.kind == 'attack' for s in report)} attack streams (seeds "
+        f"other than {sorted(_adaptive.TUNE_SEEDS)}) and "
+        f"{sum(s.kind == 'benign' for s in report)} benign keys"
+    )
+    table_rows = _adaptive.rows(report, fillers, predict, {**cross, "threshold": threshold})
+    print(table(table_rows, list(table_rows[0])))
+    return {"threshold": threshold, "tuning_benign_max": worst, "rows": table_rows}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=1000, help="queries per attack stream")
     parser.add_argument("--seeds", type=int, default=3, help="streams per attack")
     parser.add_argument("--ablation", action="store_true", help="offline variants too")
+    parser.add_argument(
+        "--adaptive", action="store_true", help="attacks spread over keys or diluted (offline)"
+    )
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args()
 
@@ -419,13 +474,13 @@ def main() -> int:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
-        found = detections(audit)
+        found, named = detections(audit)
         log_text = (folder / "gateway.log").read_text(errors="replace")
         leaked = [s.name for s in streams if s.key in log_text or s.key in config.read_text()]
         if leaked or any(s.key.encode() in audit.read_bytes() for s in streams):
             raise RuntimeError(f"an API key appears in the logs or the audit log: {leaked}")
 
-    rows = summarise(streams, found, DETECTORS)
+    rows = summarise(streams, found, DETECTORS, named)
     cols = list(rows[0])
     print()
     print(
@@ -473,6 +528,8 @@ def main() -> int:
         print(table(margins, list(margins[0])))
         result["ablation"] = abl
         result["margins"] = margins
+    if args.adaptive:
+        result["adaptive"] = adaptive(streams, data.x_test, owner)
     print(f"\n{time.perf_counter() - started:.0f} s in all")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))

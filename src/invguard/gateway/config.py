@@ -345,10 +345,42 @@ class InversionDetectorConfig(_Model):
         return self
 
 
+class CrossKeyConfig(_Model):
+    """Near-duplicate queries across keys (one table for all keys, Blacklight-style): inputs are
+    hashed by ``bands`` sub-vectors of ``band_size`` cells of width ``width`` of a random
+    projection (RMS pixel units); an earlier query sharing ``min_shared`` bands is a
+    near-duplicate; a query with ``threshold`` near-duplicates from at least ``min_keys`` keys
+    is flagged, and the alert names the keys that sent at least ``name_min`` of them. Only
+    queries whose top probability is below ``confidence`` are kept (1: all), the last
+    ``capacity`` of them. The default threshold was chosen on half of the evaluation's streams
+    (``benchmarks/eval_detection.py --adaptive``)."""
+
+    enabled: bool = True
+    bands: int = Field(16, ge=1, le=256)
+    band_size: int = Field(4, ge=1, le=64)
+    width: float = Field(0.25, gt=0)
+    min_shared: int = Field(8, ge=1, le=256)
+    threshold: int = Field(46, ge=1)
+    min_keys: int = Field(2, ge=1)
+    name_min: int = Field(2, ge=1)
+    confidence: float = Field(0.5, gt=0, le=1)
+    capacity: int = Field(20_000, ge=16, le=10_000_000)
+    action: Action = "alert"
+
+    @model_validator(mode="after")
+    def _shared_in_bands(self) -> CrossKeyConfig:
+        if self.min_shared > self.bands:
+            raise ValueError(
+                f"'min_shared' ({self.min_shared}) must be at most 'bands' ({self.bands})"
+            )
+        return self
+
+
 class DetectorSet(_Model):
     knn: KnnDetectorConfig = KnnDetectorConfig()
     blacklight: BlacklightConfig = BlacklightConfig()
     inversion: InversionDetectorConfig = InversionDetectorConfig()
+    cross_key: CrossKeyConfig = CrossKeyConfig()
 
 
 class ResponsesConfig(_Model):
@@ -504,6 +536,7 @@ detection:
                  action: block}
     inversion: {window: 100, min_queries: 50, confidence: 0.5, probe_radius: 0.05,
                 threshold: 0.3, action: block}
+    cross_key: {threshold: 46, min_keys: 2, capacity: 20000, action: alert}  # all keys' queries
   responses:
     duration_seconds: 3600
     degraded_output: [{name: label_only}]

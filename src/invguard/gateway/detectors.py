@@ -237,23 +237,46 @@ class _HashIndex:
     arrays, plus the last few queries' pairs in a dict, merged into the arrays every few queries.
     Pairs older than the client's history are dropped at each merge and ignored before."""
 
-    def __init__(self, history: int, hashes: int) -> None:
+    def __init__(
+        self, history: int, hashes: int, *, recent_limit: int | None = None, merge_every: int = 0
+    ) -> None:
         self.history = history
+        self.merge_every = merge_every or history + 1  # also merge after this many queries
+        self.recent_queries = 0
         self.keys = np.zeros(0, dtype=np.uint32)
         self.seqs = np.zeros(0, dtype=np.int64)
         self.recent: dict[int, list[int]] = {}  # hash -> stream indices
         self.recent_keys: list[int] = []  # the same pairs, in order of arrival
         self.recent_seqs: list[int] = []
-        self.recent_limit = max(8 * hashes, 64)
+        self.recent_limit = recent_limit if recent_limit is not None else max(8 * hashes, 64)
 
     def nbytes(self) -> int:
         return int(self.keys.nbytes + self.seqs.nbytes) + 120 * len(self.recent_keys)
 
+    def held(self) -> int:
+        """How many distinct queries the index holds hashes of (expired ones included)."""
+        merged = np.unique(self.seqs).size if self.seqs.size else 0
+        return merged + len(set(self.recent_seqs))
+
     def best_match(self, h: NDArray[np.uint32], seq: int, rank: int = 1) -> int:
         """The number of ``h``'s (distinct) hashes that the earlier query sharing the
         ``rank``-th most of them shares (``rank`` 1: the best match)."""
-        if h.size == 0:
+        matched = self.matched(h, seq)
+        if matched.size == 0:
             return 0
+        counts = np.bincount(matched - int(matched.min()))
+        if rank == 1:
+            return int(counts.max())
+        if rank > counts.size:
+            return 0
+        return int(np.partition(counts, counts.size - rank)[counts.size - rank])
+
+    def matched(self, h: NDArray[np.uint32], seq: int) -> NDArray[np.int64]:
+        """The stream indices of the earlier queries (within the history) that share a hash
+        with ``h`` (distinct hashes), once per shared hash."""
+        none = np.zeros(0, dtype=np.int64)
+        if h.size == 0:
+            return none
         parts: list[NDArray[np.int64]] = []
         if self.keys.size:
             lo = np.searchsorted(self.keys, h, side="left")
@@ -269,19 +292,12 @@ class _HashIndex:
             if found:
                 parts.append(np.asarray(found, dtype=np.int64))
         if not parts:
-            return 0
+            return none
         matched = np.concatenate(parts) if len(parts) > 1 else parts[0]
         cutoff = seq - self.history
         if int(matched.min()) < cutoff:
             matched = matched[matched >= cutoff]
-            if matched.size == 0:
-                return 0
-        counts = np.bincount(matched - int(matched.min()))
-        if rank == 1:
-            return int(counts.max())
-        if rank > counts.size:
-            return 0
-        return int(np.partition(counts, counts.size - rank)[counts.size - rank])
+        return matched
 
     def add(self, h: NDArray[np.uint32], seq: int) -> None:
         """Add a query's fingerprint ``h`` (distinct hashes) as stream index ``seq``."""
@@ -294,7 +310,8 @@ class _HashIndex:
                 recent[v] = [seq]
         self.recent_keys.extend(values)
         self.recent_seqs.extend([seq] * len(values))
-        if len(self.recent_keys) > self.recent_limit:
+        self.recent_queries += 1
+        if len(self.recent_keys) > self.recent_limit or self.recent_queries >= self.merge_every:
             self._merge(seq)
 
     def _merge(self, seq: int) -> None:
@@ -316,6 +333,7 @@ class _HashIndex:
         self.recent = {}
         self.recent_keys = []
         self.recent_seqs = []
+        self.recent_queries = 0
 
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -512,6 +530,156 @@ class InversionDetector:
         )
 
 
+class CrossKeyDetector:
+    """Near-duplicate queries across API keys, in the spirit of Blacklight (Li et al. 2022) with
+    one table for all keys (as the paper's, which does not trust account identities).
+
+    Each input is projected by a fixed Gaussian matrix (``bands * band_size`` directions, scaled
+    so that a direction's difference between two inputs has the spread of their RMS distance),
+    the projections are quantised to cells of ``width`` with random offsets, and each of the
+    ``bands`` sub-vectors of ``band_size`` cells is hashed (E2LSH, Datar et al. 2004): inputs
+    within a small RMS distance share most bands, even when every pixel moved (per-pixel noise
+    breaks Blacklight's pixel windows, not projections). One table (a :class:`_HashIndex`)
+    holds the bands of the last ``capacity`` queries of all keys, and a ring their keys. An
+    earlier query sharing at least ``min_shared`` bands is a near-duplicate; a query is flagged
+    when it has at least ``threshold`` near-duplicates and they and the query come from at
+    least ``min_keys`` keys (its score: the count, 0 with fewer keys). The verdict's details
+    name the keys that sent at least ``name_min`` of the near-duplicates (and the querying key;
+    the others are only counted: one similar query among an attacker's many is likelier a
+    bystander's), with their counts. Only queries whose top probability is below ``confidence`` are hashed and
+    stored (1.0: all): benign clients that send the same popular, recognised input do not fill
+    the table.
+    """
+
+    name = "cross_key"
+    direction: Direction = "above"
+
+    def __init__(
+        self,
+        *,
+        input_dim: int,
+        bands: int = 16,
+        band_size: int = 4,
+        width: float = 0.25,
+        min_shared: int = 8,
+        threshold: int = 46,
+        min_keys: int = 2,
+        name_min: int = 2,
+        confidence: float = 0.5,
+        capacity: int = 20_000,
+        rng: np.random.Generator,
+    ) -> None:
+        self.input_dim = check_int("input_dim", input_dim, minimum=1)
+        self.bands = check_int("bands", bands, minimum=1)
+        self.band_size = check_int("band_size", band_size, minimum=1)
+        self.width = check_float("width", width, minimum=0.0, min_inclusive=False)
+        self.min_shared = check_int("min_shared", min_shared, minimum=1)
+        if self.min_shared > self.bands:
+            raise InvalidParameterError(
+                f"The 'min_shared' parameter must be <= bands ({self.bands}), got {min_shared}"
+            )
+        self.threshold = check_int("threshold", threshold, minimum=1)
+        self.min_keys = check_int("min_keys", min_keys, minimum=1)
+        self.name_min = check_int("name_min", name_min, minimum=1)
+        self.confidence = check_float(
+            "confidence", confidence, minimum=0.0, maximum=1.0, min_inclusive=False
+        )
+        self.capacity = check_int("capacity", capacity, minimum=16)
+        dirs = self.bands * self.band_size
+        scale = 1.0 / math.sqrt(self.input_dim)
+        self._matrix = (rng.standard_normal((self.input_dim, dirs)) * scale).astype(np.float32)
+        self._offset = rng.uniform(0.0, self.width, dirs).astype(np.float32)
+        self._mult = rng.integers(1, 1 << 63, (self.bands, self.band_size), dtype=np.uint64) | 1
+        self._salt = rng.integers(0, 1 << 63, self.bands, dtype=np.uint64)
+        merge = max(1, min(256, self.capacity // 8))
+        # at most capacity queries held: the history plus the queries not yet merged, plus one
+        self._index = _HashIndex(
+            self.capacity - merge - 1,
+            self.bands,
+            recent_limit=merge * self.bands,
+            merge_every=merge,
+        )
+        self._owners: NDArray[Any] = np.empty(self.capacity, dtype=object)  # seq % capacity
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def band_hashes(self, x: FloatArray) -> NDArray[np.uint32]:
+        """``(n, bands)`` 32-bit hashes of the quantised projection's sub-vectors, salted per
+        band (so that all bands share one table)."""
+        cells = np.floor((x @ self._matrix + self._offset) / np.float32(self.width))
+        c = cells.astype(np.int64).view(np.uint64).reshape(len(x), self.bands, self.band_size)
+        h = (c * self._mult).sum(axis=2, dtype=np.uint64) + self._salt
+        h *= _MIX
+        h ^= h >> np.uint64(29)
+        h *= _MIX
+        out: NDArray[np.uint32] = (h >> np.uint64(32)).astype(np.uint32)
+        return out
+
+    def nbytes(self) -> int:
+        """Memory the table holds now (numpy arrays and the unmerged pairs; key names shared)."""
+        return self._index.nbytes() + int(self._owners.nbytes)
+
+    def table_queries(self) -> int:
+        """How many queries the table holds (never more than ``capacity``)."""
+        with self._lock:
+            return self._index.held()
+
+    def observe(self, client: str, start: int, x: FloatArray, probs: FloatArray) -> Verdict:
+        """Score ``client``'s batch (flat inputs, full probabilities; ``start`` its stream
+        index) against all keys' recent queries, then add it to the table."""
+        n = len(x)
+        scores = np.zeros(n, dtype=np.float64)
+        keep = np.flatnonzero(probs.max(axis=1) < self.confidence)
+        involved: dict[str, int] = {}
+        bystanders: set[str] = set()
+        most = 0
+        if keep.size:
+            hashes = self.band_hashes(x[keep])
+            with self._lock:  # one table for all keys: batches are serialised here
+                for row, i in enumerate(keep.tolist()):  # once per new query, vectorised within
+                    count, keys = self._near(hashes[row], client)
+                    if len(keys) >= self.min_keys:
+                        scores[i] = count
+                        if count >= self.threshold:
+                            for k, c in keys.items():
+                                if c >= self.name_min or k == client:
+                                    involved[k] = max(involved.get(k, 0), c)
+                                else:
+                                    bystanders.add(k)
+                            most = max(most, count)
+                    self._add(hashes[row], client)
+        flags = scores >= self.threshold
+        details: dict[str, Any] = {}
+        if involved:
+            details = {
+                "keys": sorted(involved),
+                "near_duplicates": most,
+                "near_duplicates_by_key": dict(sorted(involved.items())),
+                "unnamed_keys": len(bystanders - involved.keys()),
+            }
+        return _verdict(self.name, scores, flags, float(self.threshold), "above", start, details)
+
+    def _near(self, h: NDArray[np.uint32], client: str) -> tuple[int, dict[str, int]]:
+        """The number of near-duplicates of a query among the table's queries, and how many
+        of them each key sent (``client`` included, with 0 if none)."""
+        matched = self._index.matched(h, self._seq)
+        if matched.size == 0:
+            return 0, {client: 0}
+        base = int(matched.min())
+        counts = np.bincount(matched - base)
+        near = np.flatnonzero(counts >= self.min_shared) + base
+        if near.size == 0:
+            return 0, {client: 0}
+        names, per_key = np.unique(self._owners[near % self.capacity], return_counts=True)
+        by_key = {client: 0, **dict(zip(names.tolist(), per_key.tolist(), strict=True))}
+        return int(near.size), by_key
+
+    def _add(self, h: NDArray[np.uint32], client: str) -> None:
+        self._owners[self._seq % self.capacity] = client
+        self._index.add(h, self._seq)
+        self._seq += 1
+
+
 def _distinct(a: NDArray[Any]) -> NDArray[Any]:
     """The distinct values of ``a``, sorted (a lean ``np.unique``)."""
     a = np.sort(a)
@@ -562,6 +730,7 @@ class EngineSettings:
     knn: dict[str, Any] | None = field(default_factory=dict)
     blacklight: dict[str, Any] | None = field(default_factory=dict)
     inversion: dict[str, Any] | None = field(default_factory=dict)
+    cross_key: dict[str, Any] | None = None
 
 
 class DetectionEngine:
@@ -569,8 +738,9 @@ class DetectionEngine:
 
     ``observe(client, x, probs)`` scores a batch (inputs ``(n, *input_shape)`` in order, and the
     model's full probabilities) against the client's history, then adds it to the history. A
-    ``None`` entry in the settings disables that detector. Thread-safe: clients are independent,
-    and one client's batches are serialised.
+    ``None`` entry in the settings disables that detector (``cross_key`` is off unless given).
+    Thread-safe: clients are independent, one client's batches are serialised, and the
+    cross-key table (one for all clients) has its own lock.
     """
 
     def __init__(self, settings: EngineSettings) -> None:
@@ -595,6 +765,11 @@ class DetectionEngine:
             self.detectors.append(
                 InversionDetector(num_classes=settings.num_classes, **settings.inversion)
             )
+        self.cross_key: CrossKeyDetector | None = None
+        if settings.cross_key is not None:
+            self.cross_key = CrossKeyDetector(
+                input_dim=self.input_dim, rng=rng, **settings.cross_key
+            )
         self._needs_neighbours = any(
             isinstance(d, KnnDetector | InversionDetector) for d in self.detectors
         )
@@ -604,7 +779,8 @@ class DetectionEngine:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(d.name for d in self.detectors)
+        cross = (CrossKeyDetector.name,) if self.cross_key is not None else ()
+        return (*(d.name for d in self.detectors), *cross)
 
     def bytes_per_client(self) -> int:
         """Memory one tracked client takes at most (numpy arrays only)."""
@@ -648,7 +824,7 @@ class DetectionEngine:
                 f"probabilities must have shape ({len(flat)}, {self.settings.num_classes}), "
                 f"got {p.shape}"
             )
-        if not self.detectors or len(flat) == 0:
+        if (not self.detectors and self.cross_key is None) or len(flat) == 0:
             return []
         state = self._state(client)
         with state.lock:
@@ -663,6 +839,8 @@ class DetectionEngine:
             verdicts = [
                 d.observe(s, batch) for d, s in zip(self.detectors, state.states, strict=True)
             ]
+            if self.cross_key is not None:
+                verdicts.append(self.cross_key.observe(client, state.seen, flat, p))
             if self._needs_neighbours:
                 state.ring.add(y)
             state.seen += n

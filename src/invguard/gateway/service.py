@@ -210,6 +210,7 @@ class Gateway:
             knn=params(d.knn),
             blacklight=params(d.blacklight),
             inversion=params(d.inversion),
+            cross_key=params(d.cross_key),
         )
         engine = DetectionEngine(settings)
         return engine, {name: getattr(d, name).action for name in engine.names}
