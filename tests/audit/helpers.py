@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from invguard.audit.log import _SCHEMA, AuditLog, Record, canonical_entry_bytes
-from invguard.audit.merkle import leaf_hash
+from invguard.audit.merkle import TreeEdge, leaf_hash
+from invguard.audit.tree import NODES_TRIGGER
 
 T0 = datetime(2025, 1, 31, 12, 0, 0, tzinfo=UTC)
 
@@ -49,12 +50,15 @@ def raw(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
 
 
+TRIGGERS = ("entries_no_update", "entries_no_delete", "entries_extend_chain", NODES_TRIGGER)
+
+
 def tamper(path: Path, *statements: str, params: tuple[object, ...] = ()) -> None:
     """Drop the append-only triggers, run ``statements``, then put the triggers back."""
     conn = raw(path)
     try:
-        for trigger in ("entries_no_update", "entries_no_delete", "entries_extend_chain"):
-            conn.execute(f"DROP TRIGGER {trigger}")
+        for trigger in TRIGGERS:
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         for statement in statements:
             conn.execute(statement, params if "?" in statement else ())
         for statement in _SCHEMA:
@@ -71,12 +75,25 @@ def forge_entry_bytes(
     return (seq, ts, actor, action, subject, payload, prev, lh)
 
 
+def rebuild_tree(conn: sqlite3.Connection) -> None:
+    """Recompute every stored tree hash from the stored leaf hashes, as an attacker who
+    rewrote entries would (the triggers must be dropped)."""
+    builder = TreeEdge()
+    rows = conn.execute("SELECT seq, leaf_hash FROM entries ORDER BY seq").fetchall()
+    for seq, leaf in rows:
+        made = builder.push(bytes(leaf))
+        conn.execute(
+            "UPDATE entries SET nodes = ? WHERE seq = ?", (b"".join(made) if made else None, seq)
+        )
+
+
 def rewrite_consistently(path: Path, seq: int, payload: str) -> None:
     """The strongest attack on the file alone: change entry ``seq`` and recompute every leaf
-    hash and link after it, so that the chain is intact again (only a checkpoint catches it)."""
+    hash and link after it, and the stored tree, so that the file is self-consistent again
+    (only a checkpoint catches it)."""
     conn = raw(path)
     try:
-        for trigger in ("entries_no_update", "entries_no_delete", "entries_extend_chain"):
+        for trigger in TRIGGERS:
             conn.execute(f"DROP TRIGGER {trigger}")
         rows = conn.execute(
             "SELECT seq, timestamp, actor, action, subject, payload, prev_hash FROM entries "
@@ -92,6 +109,7 @@ def rewrite_consistently(path: Path, seq: int, payload: str) -> None:
                 (text, row[6], row[7], s),
             )
             prev = row[7]  # type: ignore[assignment]
+        rebuild_tree(conn)
         conn.execute("COMMIT")
         for statement in _SCHEMA:
             conn.execute(statement)
@@ -129,7 +147,7 @@ def _forged_append(path: Path) -> None:
         "{}",
         b"\x42" * 32,
     )
-    tamper(path, "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?)", params=row)
+    tamper(path, "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,NULL)", params=row)
 
 
 SCENARIOS: list[tuple[str, Callable[[Path], None], int, str]] = [
