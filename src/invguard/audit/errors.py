@@ -37,12 +37,15 @@ class MissingLogError(AuditError):
 class DamagedLogError(AuditError):
     """The file cannot be read as an audit log: damaged, truncated, emptied or another file.
 
-    ``reason`` is the message without the path. ``recognised`` tells whether the file had
+    ``reason`` is the message without the path, ``detail`` SQLite's own words. ``recognised`` tells whether the file had
     identified itself as an InvGuard audit log (schema and format marker read) before the
     damage showed: then the damage is evidence of tampering even without a checkpoint.
     """
 
-    def __init__(self, path: object, reason: str, *, recognised: bool) -> None:
+    def __init__(
+        self, path: object, reason: str, *, recognised: bool, detail: str | None = None
+    ) -> None:
         super().__init__(f"{path} {reason}")
         self.reason = reason
         self.recognised = recognised
+        self.detail = reason if detail is None else detail

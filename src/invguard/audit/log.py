@@ -347,6 +347,11 @@ class AuditLog:
     crash or SIGKILL of the process (the committed WAL frames are in the OS); ``"FULL"`` also
     against power loss or an OS crash, at one fsync per append (300 to 3,000 appends/s on the
     development VM, following its fsync latency, against 10,000 to 20,000 with NORMAL).
+
+    ``salvage=True`` (read-only): read a file that SQLite calls corrupt as far as it can
+    (``PRAGMA writable_schema``, which lifts the check that the file is as long as its header
+    says), so that ``verify`` can name the first unreadable entry; :func:`verify_file` uses it.
+    Open a damaged file that way only to verify it.
     """
 
     def __init__(
@@ -357,15 +362,19 @@ class AuditLog:
         synchronous: Synchronous = "NORMAL",
         timeout: float = 30.0,
         clock: Callable[[], datetime] = _utc_now,
+        salvage: bool = False,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self._salvage = salvage
         self._timeout = timeout
         self._clock = clock
         self._immutable = False
         self._fingerprint0: tuple[object, ...] = ()
         if synchronous not in ("NORMAL", "FULL"):
             raise AuditError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        if salvage and not readonly:
+            raise AuditError("salvage=True needs readonly=True")
         self._has_tree = True
         self._edge = TreeEdge(-1)  # the tree's right edge after this handle's last append
         try:
@@ -380,6 +389,7 @@ class AuditLog:
                 self.path,
                 f"is not a readable audit database: {exc} (damaged, truncated or not SQLite)",
                 recognised=False,
+                detail=f"SQLite: {exc}",
             ) from None
 
     # -- opening ------------------------------------------------------------------------------
@@ -413,14 +423,20 @@ class AuditLog:
         # has not changed since, and falls back to a normal read-only connection if it has.
         self._fingerprint0 = self._fingerprint()
         self._immutable = not any(self._fingerprint0[3:5])
-        conn = sqlite3.connect(
-            self._uri(self._immutable), uri=True, timeout=self._timeout, isolation_level=None
-        )
+        conn = self._connect_readonly()
         try:
             self._check_schema(conn)
         except BaseException:
             conn.close()
             raise
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._uri(self._immutable), uri=True, timeout=self._timeout, isolation_level=None
+        )
+        if self._salvage:  # SQLite refuses a file shorter than its header says; read what is there
+            conn.execute("PRAGMA writable_schema = ON")
         return conn
 
     def _open_writable(self, synchronous: Synchronous) -> sqlite3.Connection:
@@ -521,9 +537,7 @@ class AuditLog:
                         return result
                 self._conn.close()
                 self._immutable = False
-                self._conn = sqlite3.connect(
-                    self._uri(False), uri=True, timeout=self._timeout, isolation_level=None
-                )
+                self._conn = self._connect_readonly()
             return fn(self._conn)
         except sqlite3.OperationalError as exc:
             raise self._busy_error(exc) from None
@@ -889,22 +903,39 @@ class _Scan:
     root: bytes | None = None
 
 
-def _rows(conn: sqlite3.Connection, columns: str) -> Iterator[Sequence[Any]]:
-    """All entries in sequence order. After a read error, the rows after the last good one are
-    read one at a time, so that the error surfaces at the first unreadable entry."""
-    last = 0
+def _lenient_text(data: bytes) -> str | bytes:
+    """A text value as str, or its raw bytes when it is not UTF-8 (``_check_row`` names it)."""
     try:
-        cursor = conn.execute(f"SELECT {columns} FROM entries ORDER BY seq")
-        while batch := cursor.fetchmany(4096):
-            for row in batch:
-                yield row
-                last = row[0]
-    except sqlite3.OperationalError:
-        raise
-    except sqlite3.DatabaseError:
-        cursor = conn.execute(f"SELECT {columns} FROM entries WHERE seq > ? ORDER BY seq", (last,))
-        while (row := cursor.fetchone()) is not None:
-            yield row
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+def _rows(conn: sqlite3.Connection, columns: str) -> Iterator[Sequence[Any]]:
+    """All entries in sequence order, for ``verify``: a damaged file yields what it can.
+
+    After a read error the rows after the last good one are read again one at a time, so
+    that the error surfaces at the first unreadable entry; text that is not UTF-8 comes back
+    as bytes from then on (a malformed row) instead of stopping the scan.
+    """
+    last, size = 0, 4096
+    sql = f"SELECT {columns} FROM entries WHERE seq > ? ORDER BY seq"
+    while True:
+        try:
+            cursor = conn.execute(sql, (last,))
+            while batch := cursor.fetchmany(size):
+                for row in batch:
+                    yield row
+                    last = row[0]
+            return
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc) or conn.text_factory is _lenient_text:
+                raise
+            conn.text_factory = _lenient_text
+        except sqlite3.DatabaseError:
+            if size == 1:
+                raise
+            size = 1
 
 
 def _scan(c: sqlite3.Connection) -> _Scan:
@@ -914,6 +945,7 @@ def _scan(c: sqlite3.Connection) -> _Scan:
     nodes = tree.NodeChecker()
     same_leaves = True  # stored leaf hashes == recomputed ones: the checked tree's root is it
     expected_seq, prev = 1, GENESIS_HASH
+    text_factory = c.text_factory
     try:
         for row in _rows(c, f"{_COLUMNS}, nodes" if has_nodes else _COLUMNS):
             leaf, stored = _check_row(row, expected_seq, prev, scan.problems.append)
@@ -935,6 +967,8 @@ def _scan(c: sqlite3.Connection) -> _Scan:
             )
         )
         return scan
+    finally:
+        c.text_factory = text_factory
     scan.problems += _schema_problems(c, has_nodes)
     scan.tree_messages = tuple(nodes.messages())
     if same_leaves:
@@ -1068,26 +1102,89 @@ def verify_file(
     checkpoint: SignedCheckpoint | None = None,
     verifier: Verifier | None = None,
 ) -> VerifyReport:
-    """Verify the log in ``path`` read-only, judging a file that cannot be opened as a log.
+    """Verify the log in ``path`` read-only, judging a damaged file as evidence where it is.
 
-    A file that opens is verified by :meth:`AuditLog.verify` (a damaged one reports its first
-    unreadable entry). A file that cannot be opened as an audit log (missing, emptied,
-    truncated, not SQLite, no audit tables) is reported as tampered when a valid checkpoint
-    commits to at least one entry ("log has 0 readable entries, checkpoint commits to N"), or
-    when the checkpoint itself does not verify; otherwise it is bad input and the
-    :class:`AuditError` is raised (it may be the wrong path: nothing proves a log was there).
+    * A file that opens is verified by :meth:`AuditLog.verify`; a damaged one reports its first
+      unreadable entry, the scan stopping there (tampered).
+    * A file that SQLite refuses (truncated, damaged) but that still reads as an InvGuard audit
+      log (its schema and format marker) is opened with ``salvage=True`` and verified as far as
+      it goes: tampered, with the first unreadable entry, also without a checkpoint.
+    * A file that is no audit log at all (missing, empty, not SQLite, no audit tables) is
+      tampered when a valid checkpoint commits to at least one entry ("log has 0 readable
+      entries, checkpoint commits to N: ...") or when the checkpoint itself fails; otherwise
+      it is bad input and the :class:`AuditError` is raised (nothing proves a log was there:
+      it may be the wrong path).
     """
     if (checkpoint is None) != (verifier is None):
         raise AuditError("a checkpoint and the public key to check it go together")
     try:
         with AuditLog(path, readonly=True) as log:
             return log.verify(checkpoint, verifier)
-    except (MissingLogError, DamagedLogError) as exc:
+    except DamagedLogError as exc:
+        report = _verify_salvaged(path, checkpoint, verifier, exc)
+        if report is not None:
+            return report
+        problems = _unopenable(exc, checkpoint, verifier)
+        if not problems:
+            raise
+    except MissingLogError as exc:
         problems = _unopenable(exc, checkpoint, verifier)
         if not problems:
             raise
     cp = None if checkpoint is None else checkpoint.checkpoint
     return VerifyReport(str(path), 0, EMPTY_ROOT, tuple(problems), len(problems), cp)
+
+
+def _verify_salvaged(
+    path: str | os.PathLike[str],
+    checkpoint: SignedCheckpoint | None,
+    verifier: Verifier | None,
+    damage: DamagedLogError,
+) -> VerifyReport | None:
+    """Verify a file that SQLite refused, read with ``salvage=True``; None if it cannot be.
+
+    The first problem names the damage (and, with a valid checkpoint that commits to more,
+    how many entries could be read); the entries' own problems follow.
+    """
+    try:
+        with AuditLog(path, readonly=True, salvage=True) as log:
+            report = log.verify(checkpoint, verifier)
+    except AuditError:
+        return None
+    committed = _committed_size(checkpoint, verifier)
+    if committed is not None and committed > report.size:
+        first = Problem(
+            "damaged",
+            f"log has {report.size} readable entries, checkpoint commits to {committed}: "
+            f"the audit log file is damaged or truncated ({damage.detail})",
+        )
+    else:
+        first = Problem(
+            "damaged",
+            f"the audit log file is damaged or truncated ({damage.detail}); "
+            f"{report.size} entries readable",
+        )
+    problems = (first, *report.problems)
+    return VerifyReport(
+        report.path,
+        report.size,
+        report.root,
+        problems[:MAX_PROBLEMS],
+        report.problem_count + 1,
+        report.checkpoint,
+    )
+
+
+def _committed_size(signed: SignedCheckpoint | None, verifier: Verifier | None) -> int | None:
+    """The tree size a checkpoint commits to, None without one or if its signature fails."""
+    from invguard.audit.checkpoint import verify_signature
+
+    if signed is None or verifier is None:
+        return None
+    try:
+        return verify_signature(signed, verifier).size
+    except CheckpointVerificationError:
+        return None
 
 
 def _unopenable(

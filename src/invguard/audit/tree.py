@@ -183,8 +183,9 @@ class NodeChecker:
     def messages(self) -> list[str]:
         if not self.mismatched:
             return []
+        others = self.mismatched - 1
+        more = f" (and {others} more {'entry' if others == 1 else 'entries'})" if others else ""
         return [
-            f"entry {self.first_mismatch}: stored tree hashes do not match the entries' leaf "
-            f"hashes ({self.mismatched} entries): the tree column or the entries were rewritten "
-            "outside InvGuard"
+            f"entry {self.first_mismatch}: stored tree hashes do not match the leaf hashes{more}: "
+            "the tree column or the entries were rewritten outside InvGuard"
         ]
