@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -156,3 +157,49 @@ SCENARIOS: list[tuple[str, Callable[[Path], None], int, str]] = [
     ("swap", _swap, 5, "entry 5: stored leaf hash does not match its contents"),
     ("forged-prev-hash", _forged_append, 31, "entry 31: previous-hash link broken"),
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# the previous format (no stored tree hashes) and an older writer
+
+
+OLD_NO_UPDATE_TRIGGER = """CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE of entries refused'); END"""
+
+
+def to_previous_format(path: Path) -> None:
+    """Turn a log into what the previous release wrote: no ``nodes`` column, its triggers."""
+    conn = raw(path)
+    try:
+        conn.execute(f"DROP TRIGGER {NODES_TRIGGER}")
+        conn.execute("DROP TRIGGER entries_no_update")
+        conn.execute("ALTER TABLE entries DROP COLUMN nodes")
+        conn.execute(OLD_NO_UPDATE_TRIGGER)
+        conn.execute("VACUUM")
+    finally:
+        conn.close()
+
+
+def older_writer_append(path: Path, records: list[Record], start: datetime = T0) -> None:
+    """Append as the previous release did (chained rows, no tree hashes), e.g. an older
+    InvGuard writing to the same file."""
+    conn = raw(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        seq, prev = conn.execute(
+            "SELECT seq, leaf_hash FROM entries ORDER BY seq DESC LIMIT 1"
+        ).fetchone() or (0, bytes(32))
+        for i, (actor, action, subject, payload) in enumerate(records):
+            seq += 1
+            ts = (start + timedelta(hours=1, seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            text = json.dumps(payload or {}, sort_keys=True, separators=(",", ":"))
+            row = forge_entry_bytes(seq, ts, actor, action, subject, text, bytes(prev))
+            conn.execute(
+                "INSERT INTO entries (seq, timestamp, actor, action, subject, payload, "
+                "prev_hash, leaf_hash) VALUES (?,?,?,?,?,?,?,?)",
+                row,
+            )
+            prev = row[7]
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

@@ -925,6 +925,8 @@ def _rows(conn: sqlite3.Connection, columns: str) -> Iterator[Sequence[Any]]:
             cursor = conn.execute(sql, (last,))
             while batch := cursor.fetchmany(size):
                 for row in batch:
+                    if not isinstance(row[0], int) or row[0] <= last:  # a page read as zeros
+                        raise sqlite3.DatabaseError("entries out of order: damaged b-tree page")
                     yield row
                     last = row[0]
             return
@@ -961,8 +963,7 @@ def _scan(c: sqlite3.Connection) -> _Scan:
         scan.problems.append(
             Problem(
                 "unreadable",
-                f"entry {expected_seq}: unreadable ({exc}): the file is damaged or truncated "
-                f"after entry {expected_seq - 1}",
+                f"entry {expected_seq}: unreadable ({exc}): the file is damaged or truncated",
                 expected_seq,
             )
         )
