@@ -193,14 +193,18 @@ class ReadCounter:
         tree.read_node = self._real
 
 
-def build(path: Path, n: int) -> float:
+def build(path: Path, n: int, *, legacy: bool = False) -> float:
     """Build a log of ``n`` entries with ``append_many`` in batches; seconds taken."""
     with AuditLog(path) as log:
 
         def run() -> None:
             step = 10_000
             for lo in range(0, n, step):
-                log.append_many(record(i) for i in range(lo, min(n, lo + step)))
+                batch = [record(i) for i in range(lo, min(n, lo + step))]
+                if legacy:
+                    legacy_append_many(log, batch)
+                else:
+                    log.append_many(batch)
 
         _, seconds = timed(run)
     return seconds
@@ -342,6 +346,13 @@ def main() -> None:
             )
             bench_proofs(path, n, rng, baseline_repeat=3 if n <= 200_000 else 1)
             if k == 0:
+                old = folder / "previous-build.db"
+                seconds = build(old, n, legacy=True)
+                print(
+                    f"  the previous release's append_many, same batches: {seconds:6.2f} s, "
+                    f"{old.stat().st_size / 1e6:.1f} MB (no tree hashes)"
+                )
+                old.unlink()
                 bench_verify(path, n)
                 bench_migration(path, folder, n)
             path.unlink()
