@@ -188,9 +188,15 @@ def test_triggers_refuse_update_delete_and_bad_inserts(log30: Path) -> None:
         for seq, prev in ((32, last), (31, b"\x00" * 32), (30, last)):
             with pytest.raises(sqlite3.IntegrityError):
                 conn.execute(
-                    "INSERT INTO entries VALUES (?, 't', 'a', 'b', 'c', '{}', ?, ?)",
+                    "INSERT INTO entries VALUES (?, 't', 'a', 'b', 'c', '{}', ?, ?, NULL)",
                     (seq, prev, b"\x01" * 32),
                 )
+        with pytest.raises(sqlite3.IntegrityError, match="append-only: UPDATE"):
+            conn.execute("UPDATE entries SET leaf_hash = prev_hash WHERE seq = 3")
+        with pytest.raises(sqlite3.IntegrityError, match="tree hashes are written once"):
+            conn.execute("UPDATE entries SET nodes = NULL WHERE seq = 4")
+        with pytest.raises(sqlite3.IntegrityError, match="tree hashes are written once"):
+            conn.execute("UPDATE entries SET nodes = leaf_hash WHERE seq = 2")
         with pytest.raises(sqlite3.IntegrityError, match="metadata is read-only"):
             conn.execute("UPDATE audit_meta SET value = 'x'")
     finally:

@@ -302,20 +302,144 @@ def test_cli_detects_removed_tail_and_rewrite(
     assert "log has 20 entries but the checkpoint commits to 30: entries were removed" in out
 
 
-def test_truncated_database(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bigger = build_log(db.parent / "big.db", 400)
-    data = bigger.read_bytes()
-    for cut in (len(data) // 2, 4096 * 3 + 100, 100):
-        bigger.write_bytes(data[:cut])
-        before = file_digest(bigger)
-        code, out, err = run(capsys, "audit", "verify", "--audit-db", bigger)
-        assert code in (1, 2), (cut, out, err)
-        if code == 2:
-            assert one_line_error(err), err
-        else:
-            assert out.startswith("TAMPERED:")
-        assert file_digest(bigger) == before
-        assert side_files(bigger) == []
+PAGE = 4096
+
+
+def _overwrite_page(page: int) -> Callable[[bytes], bytes]:
+    return lambda data: data[: page * PAGE] + b"\xff" * PAGE + data[(page + 1) * PAGE :]
+
+
+# Damage to a 400-entry log (25 pages of 4 KiB; the entries from page 5 on, ~19 a page), and the
+# first line that verify prints against a checkpoint of all 400 entries.
+DAMAGE: list[tuple[str, Callable[[bytes], bytes] | None, str]] = [
+    (
+        "emptied",
+        lambda data: b"",
+        "log has 0 readable entries, checkpoint commits to 400: the file is empty (0 bytes)",
+    ),
+    (
+        "deleted",
+        None,
+        "log has 0 readable entries, checkpoint commits to 400: the file does not exist",
+    ),
+    (
+        "header-only",
+        lambda data: data[:100],
+        "log has 0 readable entries, checkpoint commits "
+        "to 400: the file is not a readable audit database",
+    ),
+    (
+        "truncated-half",
+        lambda data: data[: len(data) // 2],
+        "log has 157 readable entries, "
+        "checkpoint commits to 400: the audit log file is damaged or truncated (SQLite: "
+        "database disk image is malformed)",
+    ),
+    (
+        "last-page-cut",
+        lambda data: data[:-PAGE],
+        "log has 387 readable entries, checkpoint "
+        "commits to 400: the audit log file is damaged or truncated",
+    ),
+    (
+        "page-overwritten",
+        _overwrite_page(10),
+        "entry 118: unreadable (database disk image is "
+        "malformed): the file is damaged or truncated",
+    ),
+]
+
+
+@pytest.fixture
+def log400(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> tuple[Path, Path]:
+    """A 400-entry log and a checkpoint of it."""
+    path = build_log(tmp_path / "big.db", 400)
+    assert path.stat().st_size == 25 * PAGE
+    cp = tmp_path / "big.cp"
+    code, _, _ = run(
+        capsys, "audit", "checkpoint", "--audit-db", path, "--key", keys[0], "--out", cp
+    )
+    assert code == 0
+    return path, cp
+
+
+@pytest.mark.parametrize(("damage", "first"), [d[1:] for d in DAMAGE], ids=[d[0] for d in DAMAGE])
+def test_damaged_log_against_a_checkpoint_is_tampered(
+    log400: tuple[Path, Path],
+    keys: tuple[Path, Path],
+    damage: Callable[[bytes], bytes] | None,
+    first: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A CI job that tests for exit 1 sees a damaged, truncated, emptied or deleted log."""
+    path, cp = log400
+    if damage is None:
+        path.unlink()
+    else:
+        path.write_bytes(damage(path.read_bytes()))
+    before = file_digest(path) if path.exists() else None
+    argv = ("audit", "verify", "--audit-db", path, "--checkpoint", cp, "--public-key", keys[1])
+    code, out, err = run(capsys, *argv)
+    assert code == 1, (out, err)
+    assert err == ""
+    assert out.splitlines()[0].startswith(f"TAMPERED: {path}: {first}"), out
+    code, out, _ = run(capsys, *argv, "--json")
+    report = json.loads(out)
+    assert code == 1
+    assert report["ok"] is False
+    assert report["problems"][0]["message"].startswith(first)
+    assert (file_digest(path) if path.exists() else None) == before  # read-only, always
+    assert side_files(path) == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "code", "message"),
+    [
+        (lambda data: b"", 2, "is empty (0 bytes), not an InvGuard audit log"),
+        (lambda data: data[:100], 2, "is not a readable audit database"),
+        (
+            lambda data: data[: len(data) // 2],
+            1,
+            "the audit log file is damaged or truncated (SQLite: database disk image is "
+            "malformed); 157 entries readable",
+        ),
+        (_overwrite_page(10), 1, "entry 118: unreadable (database disk image is malformed)"),
+    ],
+    ids=["emptied", "header-only", "truncated-half", "page-overwritten"],
+)
+def test_damaged_log_without_a_checkpoint(
+    tmp_path: Path,
+    damage: Callable[[bytes], bytes],
+    code: int,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without a checkpoint: tampered (1) when the file still reads as an audit log, bad input
+    (2, one line) when it does not (nothing proves a log was there)."""
+    path = build_log(tmp_path / "big.db", 400)
+    path.write_bytes(damage(path.read_bytes()))
+    before = file_digest(path)
+    got, out, err = run(capsys, "audit", "verify", "--audit-db", path)
+    assert got == code, (out, err)
+    if code == 2:
+        assert one_line_error(err), err
+        assert message in err
+        assert out == ""
+    else:
+        assert out.startswith(f"TAMPERED: {path}: {message}"), out
+    assert file_digest(path) == before
+    assert side_files(path) == []
+
+
+def test_verify_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "audit", "verify", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    assert "Exit codes: 0 intact; 1 tampered" in text
+    assert "checkpoint commits to N" in text
+    assert "bad input (2)" in text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,3 +28,24 @@ class UnknownKeyError(CheckpointVerificationError):
 
 class BadSignatureError(CheckpointVerificationError):
     """A signature from the trusted key (same name and key ID) fails to verify."""
+
+
+class MissingLogError(AuditError):
+    """The audit database file does not exist (bad input, unless a checkpoint says otherwise)."""
+
+
+class DamagedLogError(AuditError):
+    """The file cannot be read as an audit log: damaged, truncated, emptied or another file.
+
+    ``reason`` is the message without the path, ``detail`` SQLite's own words. ``recognised`` tells whether the file had
+    identified itself as an InvGuard audit log (schema and format marker read) before the
+    damage showed: then the damage is evidence of tampering even without a checkpoint.
+    """
+
+    def __init__(
+        self, path: object, reason: str, *, recognised: bool, detail: str | None = None
+    ) -> None:
+        super().__init__(f"{path} {reason}")
+        self.reason = reason
+        self.recognised = recognised
+        self.detail = reason if detail is None else detail

@@ -1,6 +1,8 @@
 """``invguard audit ...``: the tamper-evident audit log from the command line.
 
-Exit codes: 0 ok, 1 ``verify`` found tampering, 2 usage or unreadable input (one line on stderr).
+Exit codes: 0 ok, 1 ``verify`` found tampering, 2 usage or bad input (one line on stderr). A file
+that is damaged, truncated or emptied counts as tampering (1) when a valid checkpoint commits
+to entries or when the file is recognisably an audit log; see ``VERIFY_EXIT_CODES``.
 Import-light: ``sqlite3``, ``json`` and ``cryptography`` load only when a command runs. Only
 ``append`` writes to the database; every other command opens it read-only.
 """
@@ -21,6 +23,16 @@ if TYPE_CHECKING:
 # Function-level imports below are for laziness: parsers are built without sqlite3 or cryptography.
 
 DEFAULT_DB = "invguard-audit.db"
+VERIFY_EXIT_CODES = (
+    "Exit codes: 0 intact; 1 tampered (first line 'TAMPERED: FILE: reason'); 2 bad input (one "
+    "line on stderr). A damaged, truncated or emptied log file is tampering (1) when a valid "
+    "--checkpoint commits to at least one entry ('log has 0 readable entries, checkpoint "
+    "commits to N'), also when the file is missing; without a checkpoint it is tampering when "
+    "the file is recognisably an InvGuard audit log whose entries cannot all be read ('entry "
+    "N: unreadable') or whose chain fails, and bad input (2) when it is not one at all (empty, "
+    "not SQLite, no audit tables, missing): nothing then proves a log was there, it may be "
+    "the wrong path. Bad arguments, keys and checkpoint files are always 2."
+)
 EXIT_TAMPERED = EXIT_FINDINGS
 MAX_SHOWN_PROBLEMS = 10
 _tree_size = nonneg_int("a tree size")
@@ -168,7 +180,7 @@ def _report_json(report: VerifyReport) -> str:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Recompute chain and root; check a checkpoint. 0 intact, 1 tampered, 2 usage."""
     from invguard.audit.errors import AuditError
-    from invguard.audit.log import AuditLog
+    from invguard.audit.log import verify_file
 
     if (args.checkpoint is None) != (args.public_key is None):
         raise AuditError("--checkpoint and --public-key go together: give both or neither")
@@ -179,8 +191,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         verifier = read_verifier(args.public_key)
         signed = read_checkpoint(args.checkpoint)
-    with AuditLog(args.audit_db, readonly=True) as log:
-        report = log.verify(signed, verifier)
+    report = verify_file(args.audit_db, signed, verifier)
     if args.json:
         print(_report_json(report))
         return EXIT_OK if report.ok else EXIT_TAMPERED
@@ -290,7 +301,8 @@ def add_audit_parser(sub: SubParsers) -> None:
         help="tamper-evident audit log (append, verify, checkpoints, proofs)",
         description="Append-only audit log in a SQLite file with a hash chain, an RFC 6962 "
         "Merkle tree and signed C2SP checkpoints. 'verify' exits 0 when intact, 1 when "
-        "tampering is found, 2 on bad input.",
+        "tampering is found (a damaged or truncated file included, see 'verify --help'), "
+        "2 on bad input.",
     )
     asub = p.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND")
     asub.required = True
@@ -330,7 +342,12 @@ def _add_entry_parsers(asub: SubParsers) -> None:
 
 def _add_proof_parsers(asub: SubParsers) -> None:
     """``audit verify``, ``checkpoint``, ``prove`` and ``keygen``."""
-    q = asub.add_parser("verify", help="check chain, leaf hashes, root and a signed checkpoint")
+    q = asub.add_parser(
+        "verify",
+        help="check chain, leaf hashes, root and a signed checkpoint",
+        description="Recompute every leaf hash, the hash chain, the Merkle tree and its stored "
+        "subtree hashes; check a signed checkpoint. " + VERIFY_EXIT_CODES,
+    )
     _add_db(q)
     q.add_argument("--checkpoint", metavar="FILE", help="a signed checkpoint to check the log by")
     q.add_argument("--public-key", metavar="FILE", help="the trusted public key of the checkpoint")
