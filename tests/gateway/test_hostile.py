@@ -338,3 +338,21 @@ def test_parse_pool_one_body_per_key_and_a_bounded_queue() -> None:
     assert same_key.status == 429
     assert isinstance(third, InputError)
     assert (third.status, third.retry_after) == (503, 1)
+
+
+def test_a_dead_parse_worker_costs_one_503_and_is_replaced() -> None:
+    body = json.dumps({"inputs": inputs(256)}).encode()
+    pool = ParsePool(DIGITS, workers=1, queue=2)
+    try:
+        assert pool.parse_blocking(body).shape == (256, 1, 8, 8)
+        worker = pool._started[0]  # killed, as for memory
+        worker.kill()
+        worker.wait()
+        with pytest.raises(InputError) as info:
+            pool.parse_blocking(body)
+        assert info.value.status == 503
+        assert pool.parse_blocking(body).shape == (256, 1, 8, 8)  # a new worker
+        assert pool._started[0] is not worker
+    finally:
+        pool.close()
+    assert pool._started == []

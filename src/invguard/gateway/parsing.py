@@ -4,22 +4,30 @@
 :class:`InputError` (a status and a one-line message naming the field): 400 for JSON that is
 malformed or nested more than :data:`MAX_DEPTH` levels, 422 for a missing or empty ``inputs``,
 too many items, a ragged list, booleans, nulls, strings, NaN or infinities, the wrong shape or
-values outside [0, 1]. It needs only json and numpy, so that :class:`ParsePool` can run it in
-worker processes: ``json.loads`` holds the GIL for the whole parse (150 ms for 13 MB, measured),
-so a thread pool would not keep a large body from stalling every other request.
+values outside [0, 1]; a large body (above 1 MB) whose arrays do not nest deep enough for the
+input shape is refused before it is parsed. It needs only json and numpy, so that
+:class:`ParsePool` can run it in worker processes: ``json.loads`` holds the GIL for the whole
+parse (150 ms for 13 MB, measured), so a thread pool would not keep a large body from stalling
+every other request.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
-import multiprocessing
-import signal
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import math
+import os
+import struct
+import subprocess
+import sys
+import threading
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import IO, Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from numpy.typing import NDArray
 
@@ -98,11 +106,18 @@ def _not_a_number(inputs: list[Any], spec: InputSpec) -> InputError | None:
     )
 
 
-def _load(body: bytes) -> Any:
+def _load(body: bytes, spec: InputSpec) -> Any:
     depth = nesting_depth(body)
     if depth > MAX_DEPTH:
         raise InputError(
             400, f"request body is nested {depth} levels deep; at most {MAX_DEPTH} are accepted"
+        )
+    needed = 2 + len(spec.input_shape)  # the object, the batch, each dimension
+    if depth < needed and len(body) > _CHUNK:  # not worth parsing
+        raise InputError(
+            422,
+            f"'inputs' must have shape (n, {', '.join(map(str, spec.input_shape))}): the body "
+            f"nests only {depth} levels of arrays and objects, not {needed}",
         )
     try:
         return json.loads(body)
@@ -129,7 +144,7 @@ def _items(doc: Any, spec: InputSpec) -> list[Any]:
 
 def parse_inputs(body: bytes, spec: InputSpec) -> NDArray[np.float32]:
     """The batch in a request body, or :class:`InputError` (see the module's docstring)."""
-    inputs = _items(_load(body), spec)
+    inputs = _items(_load(body, spec), spec)
     if any(token in body for token in _SUSPECT):  # exact check only where one may be
         bad = _not_a_number(inputs, spec)
         if bad is not None:
@@ -157,38 +172,85 @@ def parse_inputs(body: bytes, spec: InputSpec) -> NDArray[np.float32]:
     return x
 
 
-def _worker_init() -> None:
-    """Workers leave Ctrl-C to the server, which stops them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 class ParsePool:
     """Worker processes that run :func:`parse_inputs` on large bodies, off the event loop.
 
     At most ``queue`` bodies wait or are parsed at once, all keys together (503 beyond), and one
-    per key (429 beyond), so that no key can hold the workers. The processes are started on the
-    first body (or by :meth:`start`); call :meth:`close` when done. Used from one event loop.
+    per key (429 beyond), so that no key can hold the workers. A worker is a plain process
+    (``python -m invguard.gateway.parsing``, at a lower CPU priority) that reads length-prefixed
+    bodies on stdin and writes the batch's raw float32 values or the refusal on stdout: nothing
+    is pickled, and nothing of the parent's main module runs in it. The workers start with the
+    first large body (or :meth:`start`); call :meth:`close` when done.
     """
 
     def __init__(self, spec: InputSpec, *, workers: int, queue: int) -> None:
         self.spec = spec
         self.workers = workers
         self.queue = queue
-        self._executor: ProcessPoolExecutor | None = None
-        self._busy: set[str] = set()
+        self._busy: set[str] = set()  # keys with a body in the pool (event loop only)
+        self._idle: SimpleQueue[subprocess.Popen[bytes]] = SimpleQueue()
+        self._started: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._threads = anyio.CapacityLimiter(queue)
+        self._closed = False
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:  # spawn: never fork a process that holds torch's threads
-            ctx = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_worker_init
-            )
-        return self._executor
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding invguard
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        shape = ",".join(map(str, self.spec.input_shape))
+        cmd = [sys.executable, "-m", __name__, shape, str(self.spec.max_batch)]
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+            start_new_session=True,  # Ctrl-C is the server's; it stops the workers
+        )
+
+    def _take(self) -> subprocess.Popen[bytes]:
+        """An idle worker (a new one while fewer than ``workers`` run); waits for one."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise InputError(503, "the gateway is shutting down")
+                if len(self._started) < self.workers and self._idle.empty():
+                    self._started.append(self._spawn())
+                    return self._started[-1]
+            with contextlib.suppress(Empty):
+                return self._idle.get(timeout=0.5)
+
+    def _replace(self, worker: subprocess.Popen[bytes]) -> None:
+        """Drop a worker that failed; the next body starts a new one."""
+        with self._lock:
+            if worker in self._started:
+                self._started.remove(worker)
+        worker.kill()
+        worker.wait()
 
     def start(self) -> None:
-        """Start the worker processes now rather than on the first large body."""
-        for f in [self._pool().submit(int) for _ in range(self.workers)]:
-            f.result()
+        """Start the worker processes now rather than with the first large body."""
+        for w in [self._take() for _ in range(self.workers)]:
+            self._idle.put(w)
+
+    def parse_blocking(self, body: bytes) -> NDArray[np.float32]:
+        """:func:`parse_inputs` of ``body`` in a worker (blocking; for a thread)."""
+        worker = self._take()
+        try:
+            assert worker.stdin is not None
+            assert worker.stdout is not None
+            worker.stdin.write(struct.pack(">Q", len(body)))
+            worker.stdin.write(body)
+            worker.stdin.flush()
+            result = _read_result(worker.stdout)
+        except (OSError, EOFError, struct.error):  # the worker died (killed for memory?)
+            self._replace(worker)
+            raise InputError(
+                503, "the request body could not be parsed; retry after 1 s", 1
+            ) from None
+        self._idle.put(worker)
+        if isinstance(result, InputError):
+            raise result
+        return result
 
     async def parse(self, key: str, body: bytes) -> NDArray[np.float32]:
         """:func:`parse_inputs` of ``body`` in a worker, for the client ``key``."""
@@ -202,24 +264,88 @@ class ParsePool:
             )
         self._busy.add(key)
         try:
-            future = self._pool().submit(parse_inputs, body, self.spec)
-            result: NDArray[np.float32] = await asyncio.wrap_future(future)
-            return result
-        except BrokenProcessPool:  # a worker died (killed for memory?): new ones next time
-            executor, self._executor = self._executor, None
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
-            raise InputError(
-                503, "the request body could not be parsed; retry after 1 s", 1
-            ) from None
+            return await anyio.to_thread.run_sync(self.parse_blocking, body, limiter=self._threads)
         finally:
             self._busy.discard(key)
 
     def close(self) -> None:
-        """Stop the worker processes."""
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the worker processes (each ends at the end of its input)."""
+        with self._lock:
+            self._closed = True
+            workers, self._started = self._started, []
+        for w in workers:
+            with contextlib.suppress(OSError):
+                if w.stdin is not None:
+                    w.stdin.close()
+            try:
+                w.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+            if w.stdout is not None:
+                w.stdout.close()
 
 
-__all__ = ["MAX_DEPTH", "InputError", "InputSpec", "ParsePool", "nesting_depth", "parse_inputs"]
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise EOFError("the parsing worker closed its output")
+    return data
+
+
+def _read_result(stream: IO[bytes]) -> NDArray[np.float32] | InputError:
+    """A worker's answer: the batch, or the refusal."""
+    kind = _read_exact(stream, 1)
+    if kind == b"E":
+        status, length = struct.unpack(">HI", _read_exact(stream, 6))
+        return InputError(status, _read_exact(stream, length).decode("utf-8"))
+    (ndim,) = struct.unpack(">B", _read_exact(stream, 1))
+    shape = struct.unpack(f">{ndim}Q", _read_exact(stream, 8 * ndim))
+    data = _read_exact(stream, 4 * math.prod(shape))
+    return np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(shape)
+
+
+def _answer(body: bytes, spec: InputSpec) -> bytes:
+    """A worker's answer to one body (see :func:`_read_result`)."""
+    try:
+        x = parse_inputs(body, spec)
+    except InputError as exc:
+        status, message = exc.status, exc.message
+    except MemoryError:
+        status, message = 413, "request body is too large to parse"
+    except Exception as exc:  # a body must never end the worker
+        status, message = 400, f"request body could not be parsed ({type(exc).__name__})"
+    else:
+        head = struct.pack(f">cB{x.ndim}Q", b"K", x.ndim, *x.shape)
+        return head + np.ascontiguousarray(x, dtype="<f4").tobytes()
+    text = message.encode("utf-8")
+    return struct.pack(">cHI", b"E", status, len(text)) + text
+
+
+def worker_main(argv: list[str]) -> int:
+    """``python -m invguard.gateway.parsing SHAPE MAX_BATCH``: answer bodies until EOF."""
+    with contextlib.suppress(OSError):
+        os.nice(5)  # the event loop's process goes first when CPUs are short
+    spec = InputSpec(tuple(int(d) for d in argv[0].split(",")), int(argv[1]))
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        head = stdin.read(8)
+        if len(head) < 8:
+            return 0
+        (n,) = struct.unpack(">Q", head)
+        stdout.write(_answer(stdin.read(n), spec))
+        stdout.flush()
+
+
+__all__ = [
+    "MAX_DEPTH",
+    "InputError",
+    "InputSpec",
+    "ParsePool",
+    "nesting_depth",
+    "parse_inputs",
+    "worker_main",
+]
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))
