@@ -5,6 +5,7 @@ and slow connections beyond the cap do not stop a normal client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import select
@@ -243,6 +244,24 @@ def test_slow_bodies_of_one_key_are_bounded(serve_gateway: GatewayFactory) -> No
             time.sleep(0.05)
         else:
             pytest.fail("alice's slot was not released")
+        metrics = _metrics(c, base)
+    req = "invguard_gateway_requests_total"
+    assert sample_value(metrics, req, status="499") == 1  # closed during its body
+    assert sample_value(metrics, req, status="429") >= 1
+
+
+def test_the_rest_of_a_refused_body_is_not_read_for_ever(serve_gateway: GatewayFactory) -> None:
+    with serve_gateway() as (base, _gw), httpx.Client() as c:
+        with socket.create_connection(_address(base), timeout=10) as sock:
+            sock.sendall(_head(KEYS["alice"], 16_000_000, ctype="text/plain"))
+            assert _response(sock)[0] == 415  # answered on the headers
+            sent = 0  # uvicorn alone would read all 15.99 MB (through h11) and drop them
+            with contextlib.suppress(OSError):  # reset once DRAIN_BYTES are dropped
+                while sent < 15_000_000:
+                    sock.sendall(b"0" * 65536)
+                    sent += 65536
+            assert sent < 15_000_000
+        assert c.get(base + "/healthz").status_code == 200
 
 
 def test_idle_and_slow_connections_beyond_the_cap_do_not_stop_a_normal_client(

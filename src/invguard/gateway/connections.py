@@ -8,6 +8,9 @@ request headers take more than ``header_timeout`` seconds (from its opening, or 
 its previous response, however slowly the bytes come), and, above ``max_connections`` open
 connections, closes the connections idle longest (waiting for a request's headers), or the new
 one when none is idle. A connection with a request in progress is never closed for the cap.
+When a response is sent before its request's body was read (413, 429 ...), uvicorn reads and
+drops the rest of the body, however large, through h11; this protocol drops at most
+:data:`DRAIN_BYTES` of it and then closes the connection.
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ from invguard.errors import MissingDependencyError
 
 logger = logging.getLogger("invguard.gateway")
 
+DRAIN_BYTES = 1 << 20
+"""The most of an unread request body read (and dropped) after its response."""
+
 
 def guarded_h11(header_timeout: float, max_connections: int) -> type[Any]:
     """An h11 protocol class for ``uvicorn.Config(http=...)`` with these limits."""
     try:
+        import h11
         from uvicorn.protocols.http.h11_impl import H11Protocol
     except ImportError as exc:  # pragma: no cover
         raise MissingDependencyError("uvicorn", "serve") from exc
@@ -34,6 +41,7 @@ def guarded_h11(header_timeout: float, max_connections: int) -> type[Any]:
 
         _header_timer: asyncio.TimerHandle | None = None
         idle_since: float | None = None  # waiting for a request's headers since (monotonic)
+        drained = 0  # bytes of an answered request's body read since its response
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -42,6 +50,8 @@ def guarded_h11(header_timeout: float, max_connections: int) -> type[Any]:
 
         def data_received(self, data: bytes) -> None:
             cycle = self.cycle
+            if cycle is not None and cycle.response_complete and self._draining(len(data)):
+                return
             super().data_received(data)
             if self.cycle is not cycle:  # a request's headers are in
                 self._headers_in()
@@ -58,6 +68,18 @@ def guarded_h11(header_timeout: float, max_connections: int) -> type[Any]:
             self._headers_in()
             super().connection_lost(exc)
 
+        def _draining(self, size: int) -> bool:
+            """Whether the body of an answered request is still coming: its first
+            ``DRAIN_BYTES`` go to h11 (and are dropped), then the connection is closed."""
+            if self.conn.their_state is not h11.SEND_BODY:
+                return False
+            self.drained += size
+            if self.drained > DRAIN_BYTES:
+                logger.debug("closing a connection: a refused request's body goes on")
+                self.transport.close()
+                return True
+            return False
+
         def _await_headers(self) -> None:
             self.idle_since = time.monotonic()
             if self._header_timer is not None:
@@ -66,6 +88,7 @@ def guarded_h11(header_timeout: float, max_connections: int) -> type[Any]:
 
         def _headers_in(self) -> None:
             self.idle_since = None
+            self.drained = 0
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None

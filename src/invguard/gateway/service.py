@@ -5,7 +5,8 @@ key's block (403), its request bucket and its requests in progress (429 with ``R
 and its body is read and validated: Content-Type 415, size 413 (before reading it when it
 declares its length), time 408, JSON 400, shape and values 422 (:mod:`invguard.gateway.parsing`;
 large bodies in worker processes, off the event loop). The key's query bucket is then charged
-one token per input (429). Every answer, refusals included, is counted in the metrics by status.
+one token per input (429). Every answer, refusals included, is counted in the metrics by status
+(499 for a client that closed its connection before its body was complete).
 The model then answers; the :class:`~invguard.gateway.detectors.DetectionEngine` scores the batch
 against the key's history using the model's full probabilities; a flagged detector triggers its
 configured response (log, alert, degrade the key's outputs, throttle it, or block it for
@@ -52,7 +53,7 @@ from invguard.targets.base import OutputSpec
 
 try:  # starlette is the optional 'serve' extra
     from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
 except ImportError:  # pragma: no cover - exercised only without the extra
     pass
@@ -431,6 +432,8 @@ class Gateway:
             raise Refusal(
                 408, f"the request body did not arrive within {server.body_timeout:g} s"
             ) from None
+        except ClientDisconnect:  # counted as nginx does: 499, client closed request
+            raise Refusal(499, "the client closed the connection during its request") from None
         if len(body) <= server.inline_parse_bytes:
             return self.io.parse_inputs(body)
         try:
