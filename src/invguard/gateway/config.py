@@ -424,9 +424,10 @@ class ServerConfig(_Model):
     ``key_concurrency`` requests in progress (429 beyond).
 
     Connections: request headers must arrive within ``header_timeout`` seconds of a connection's
-    opening (or of its previous response) and fit in ``max_header_bytes``; an idle keep-alive
-    connection is closed after ``keep_alive_timeout`` seconds; above ``max_connections`` open
-    connections the longest idle ones are closed (never one with a request in progress)."""
+    opening (or of its previous response), and headers still incomplete after
+    ``max_header_bytes`` bytes are refused (400); an idle keep-alive connection is closed after
+    ``keep_alive_timeout`` seconds; above ``max_connections`` open connections the longest idle
+    ones are closed (never one with a request in progress)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
