@@ -34,6 +34,7 @@ from tests._servers import FakeClock, serve_model
 from tests.gateway.conftest import KEYS, GatewayFactory, inputs, load
 
 ALICE = {"X-API-Key": KEYS["alice"]}
+ALICE_JSON = {**ALICE, "Content-Type": "application/json"}  # for raw bodies
 MALLORY = {"X-API-Key": KEYS["mallory"]}
 PROBE_DETECTION: dict[
     str, dict[str, Any]
@@ -139,7 +140,7 @@ def test_rate_limit_per_key_with_retry_after(serve_gateway: GatewayFactory) -> N
 
 BAD_REQUESTS: dict[str, tuple[dict[str, Any], int, str]] = {
     "malformed json": (
-        {"content": b'{"inputs": [[', "headers": ALICE},
+        {"content": b'{"inputs": [[', "headers": ALICE_JSON},
         400,
         "request body is not valid JSON",
     ),
@@ -161,12 +162,18 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], int, str]] = {
         "must contain only numbers",
     ),
     "nan": (
-        {"content": json.dumps({"inputs": inputs(1, float("nan"))}).encode(), "headers": ALICE},
+        {
+            "content": json.dumps({"inputs": inputs(1, float("nan"))}).encode(),
+            "headers": ALICE_JSON,
+        },
         422,
         "'inputs' contains NaN or infinite values",
     ),
     "infinity": (
-        {"content": json.dumps({"inputs": inputs(1, float("inf"))}).encode(), "headers": ALICE},
+        {
+            "content": json.dumps({"inputs": inputs(1, float("inf"))}).encode(),
+            "headers": ALICE_JSON,
+        },
         422,
         "'inputs' contains NaN or infinite values",
     ),
@@ -181,7 +188,7 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], int, str]] = {
         "'inputs' has 5 items, at most 4 per request",
     ),
     "too large": (
-        {"content": b" " * 30_000, "headers": ALICE},
+        {"content": b" " * 30_000, "headers": ALICE_JSON},
         413,
         r"request body is larger than the limit of 20000 bytes",
     ),
@@ -319,7 +326,10 @@ def test_throttle_applies_the_throttle_bucket(serve_gateway: GatewayFactory) -> 
     over = {
         "detection": {
             "detectors": detectors,
-            "responses": {"throttle": {"rate": 0.5, "burst": 1}},
+            # 16 queries per request; one request per 2 s
+            "responses": {
+                "throttle": {"rate": 8, "burst": 16, "requests": 0.5, "request_burst": 1}
+            },
         }
     }
     with (

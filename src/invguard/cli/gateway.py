@@ -80,7 +80,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway (or, with ``--check``, load its model and exit)."""
-    from invguard.gateway.app import limit_compute_threads, load_backend, serve
+    from invguard.gateway.app import describe_limits, limit_compute_threads, load_backend, serve
     from invguard.gateway.config import load_gateway_config
 
     _setup_logging(args.verbose)
@@ -94,6 +94,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(
                 f"{args.config}: ok: {backend.description}, inputs {list(backend.input_shape)}, "
                 f"{backend.num_classes} classes, {len(loaded.config.keys)} keys"
+            )
+            print(
+                f"{args.config}: limits: "
+                f"{describe_limits(loaded.config.server, backend.input_shape)}"
             )
         finally:
             backend.close()

@@ -10,7 +10,10 @@ answers with the output policy's view of the model's scores (``{"predictions": [
   :func:`load_backend`), loaded from the configured model source;
 * :mod:`invguard.gateway.policy`: the output policy (:func:`build_policy`);
 * :mod:`invguard.gateway.service`: :class:`Gateway`, the request handling (authentication, rate
-  limits, detection, responses and alerts) and its state.
+  limits, detection, responses and alerts) and its state;
+* :mod:`invguard.gateway.parsing`: request bodies to batches, large ones in worker processes;
+* :mod:`invguard.gateway.connections`: the header timeout and connection cap of the server
+  (:func:`uvicorn_options`).
 
 Keys are never logged: logs, metrics, alerts and the audit log name a key by its configured
 ``id``. Blocks, degradations and throttles survive a restart: they are rebuilt from the audit
@@ -31,7 +34,8 @@ from typing import Any
 
 from invguard.errors import InvalidParameterError, MissingDependencyError
 from invguard.gateway.backends import Backend, load_backend
-from invguard.gateway.config import LoadedGatewayConfig
+from invguard.gateway.config import LoadedGatewayConfig, ServerConfig
+from invguard.gateway.connections import guarded_h11
 from invguard.gateway.model_server import (
     HEALTH_PATH,
     PREDICT_PATH,
@@ -39,7 +43,7 @@ from invguard.gateway.model_server import (
     serve_in_thread,
 )
 from invguard.gateway.policy import OutputPolicy, build_policy
-from invguard.gateway.service import Client, Gateway
+from invguard.gateway.service import Client, Gateway, body_limit
 
 logger = logging.getLogger("invguard.gateway")
 
@@ -102,14 +106,40 @@ def create_gateway_app(loaded: LoadedGatewayConfig, **kwargs: Any) -> Starlette:
     return app
 
 
+def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
+    """uvicorn's settings for the configured connection limits.
+
+    uvicorn's own ``limit_concurrency`` is left off: it counts idle connections too, so idle
+    connections beyond it would make it answer 503 to every client; the protocol of
+    :func:`~invguard.gateway.connections.guarded_h11` caps connections by closing idle ones.
+    """
+    return {
+        "http": guarded_h11(server.header_timeout, server.max_connections),
+        "timeout_keep_alive": server.keep_alive_timeout,
+        "h11_max_incomplete_event_size": server.max_header_bytes,
+        "backlog": min(2048, server.max_connections),
+    }
+
+
+def describe_limits(server: ServerConfig, input_shape: tuple[int, ...]) -> str:
+    """The request and connection limits in force, in words (for the log and ``--check``)."""
+    s = server
+    return (
+        f"bodies up to {body_limit(s, input_shape)} bytes within {s.body_timeout:g} s "
+        f"(above {s.inline_parse_bytes} parsed by {s.parse_workers} worker processes), "
+        f"{s.key_concurrency} requests in progress per key, headers within "
+        f"{s.header_timeout:g} s, at most {s.max_connections} connections"
+    )
+
+
 @contextlib.contextmanager
 def running_gateway(loaded: LoadedGatewayConfig, **kwargs: Any) -> Iterator[tuple[str, Gateway]]:
-    """Serve a gateway on a free loopback port in a thread: yields ``(base_url, gateway)``;
-    stops the server and closes the gateway on exit."""
+    """Serve a gateway on a free loopback port in a thread, with the configured connection
+    limits: yields ``(base_url, gateway)``; stops the server and closes the gateway on exit."""
     app = create_gateway_app(loaded, **kwargs)
     gateway: Gateway = app.state.gateway
     try:
-        with serve_in_thread(app) as base:
+        with serve_in_thread(app, options=uvicorn_options(loaded.config.server)) as base:
             yield base, gateway
     finally:
         gateway.close()
@@ -171,7 +201,11 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=5,
         ws="none",
+        **uvicorn_options(server_cfg),
     )
+    gateway: Gateway = app.state.gateway
+    gateway.parser.start()  # the parsing workers, before the first large body
+    logger.info("limits: %s", describe_limits(server_cfg, gateway.backend.input_shape))
     server = uvicorn.Server(config)
     if on_ready is not None:
 
@@ -203,8 +237,10 @@ __all__ = [
     "OutputPolicy",
     "build_policy",
     "create_gateway_app",
+    "describe_limits",
     "limit_compute_threads",
     "load_backend",
     "running_gateway",
     "serve",
+    "uvicorn_options",
 ]

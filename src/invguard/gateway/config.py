@@ -253,10 +253,22 @@ defences) or the deprecated ``{type: top_k, k: 3}``; validated to the typed step
 
 
 class RateLimit(_Model):
-    """A token bucket: ``rate`` requests per second, bursts of up to ``burst``."""
+    """Token buckets of a key. ``rate`` queries (inputs) per second, bursts of up to ``burst``
+    queries: a request of n inputs spends n tokens, so batching does not multiply the limit, and
+    a request of more inputs than ``burst`` is refused (422). ``requests`` requests per second,
+    bursts of up to ``request_burst``, bound the requests themselves, valid or not (each one
+    costs reading and parsing its body); null: the same numbers as ``rate`` and ``burst``."""
 
     rate: float = Field(gt=0)
     burst: int = Field(ge=1)
+    requests: float | None = Field(None, gt=0)
+    request_burst: int | None = Field(None, ge=1)
+
+    @property
+    def request_limit(self) -> tuple[float, int]:
+        """The request bucket: (requests per second, burst)."""
+        rate = self.requests if self.requests is not None else self.rate
+        return rate, self.request_burst if self.request_burst is not None else self.burst
 
 
 class KeyConfig(_Model):
@@ -441,13 +453,37 @@ class AlertsConfig(_Model):
 class ServerConfig(_Model):
     """Where to listen (loopback by default) and the limits on each request. Batches of at most
     ``inline_max_inputs`` inputs run on the event loop (less overhead per request); larger
-    ones, and every upstream call, run in worker threads."""
+    ones, and every upstream call, run in worker threads.
+
+    Request bodies: a body is refused (413, before it is read when it declares its length) above
+    ``max_body_bytes`` or above ``max_bytes_per_value`` bytes per value of a full batch (plus 64
+    KiB), whichever is less; it must arrive within ``body_timeout`` seconds (408). Bodies of at
+    most ``inline_parse_bytes`` are parsed on the event loop; larger ones in ``parse_workers``
+    worker processes, at most ``parse_queue`` at once (503 beyond) and one per key (429 beyond),
+    so that large bodies from one key do not slow the others. A key has at most
+    ``key_concurrency`` requests in progress (429 beyond).
+
+    Connections: request headers must arrive within ``header_timeout`` seconds of a connection's
+    opening (or of its previous response), and headers still incomplete after
+    ``max_header_bytes`` bytes are refused (400); an idle keep-alive connection is closed after
+    ``keep_alive_timeout`` seconds; above ``max_connections`` open connections the longest idle
+    ones are closed (never one with a request in progress)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(16 * 2**20, ge=64)
     max_batch: int = Field(256, ge=1, le=100_000)
     inline_max_inputs: int = Field(8, ge=0)
+    max_bytes_per_value: int = Field(48, ge=4, le=4096)
+    body_timeout: float = Field(30.0, gt=0, le=3600)
+    inline_parse_bytes: int = Field(64 * 2**10, ge=0)
+    parse_workers: int = Field(2, ge=1, le=64)
+    parse_queue: int = Field(8, ge=1, le=10_000)
+    key_concurrency: int = Field(8, ge=1, le=100_000)
+    header_timeout: float = Field(10.0, gt=0, le=3600)
+    max_header_bytes: int = Field(16 * 2**10, ge=1024, le=2**20)
+    keep_alive_timeout: int = Field(5, ge=1, le=3600)
+    max_connections: int = Field(1000, ge=1, le=1_000_000)
 
 
 class GatewayConfig(_Model):
@@ -455,7 +491,9 @@ class GatewayConfig(_Model):
     server: ServerConfig = ServerConfig()
     model: ModelConfig
     keys: list[KeyConfig] = Field(min_length=1)
-    rate_limit: RateLimit | None = RateLimit(rate=100.0, burst=200)
+    rate_limit: RateLimit | None = RateLimit(
+        rate=1000.0, burst=2000, requests=100.0, request_burst=200
+    )
     output: list[OutputStep] = Field(default_factory=list)
     detection: DetectionConfig = DetectionConfig()
     alerts: AlertsConfig = AlertsConfig()
@@ -506,7 +544,8 @@ server:
   host: 127.0.0.1          # loopback only; put a TLS-terminating proxy in front for remote use
   port: 8080
   max_batch: 256           # inputs per request
-  max_body_bytes: 16777216
+  max_body_bytes: 16777216 # and at most 48 bytes per value of a full batch (max_bytes_per_value)
+  # header_timeout: 10, body_timeout: 30, max_connections: 1000, parse_workers: 2 (see the docs)
 model:                     # one of: pytorch (file or reference), sklearn (skops), onnx, upstream
   type: pytorch
   reference: {arch: mlp, data: att-faces}   # or: model: mine.pt2 (a torch.export program), or
@@ -520,9 +559,10 @@ model:                     # one of: pytorch (file or reference), sklearn (skops
 keys:                      # SHA-256 digests only: `invguard gateway hash-key --generate --id alice`
   - id: alice
     sha256: "<64 hex digits>"
-    # rate_limit: {rate: 20, burst: 40}    # per key; null: unlimited
+    # rate_limit: {rate: 20, burst: 40}    # per key, in queries; null: unlimited
     # output: [{name: label_only}]         # per key policy
-rate_limit: {rate: 100, burst: 200}        # default per key (429 with Retry-After)
+rate_limit: {rate: 1000, burst: 2000,      # default per key: queries (inputs) per second,
+             requests: 100, request_burst: 200}   # and requests per second (429, Retry-After)
 output:                    # applied in order: round, top_k, label_only, noise, reverse_sigmoid
   - {name: top_k, params: {k: 3}}
   - {name: round, params: {decimals: 2}}

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from numpy.typing import NDArray
 
 from invguard.defenses.output import apply_output_spec
 from invguard.errors import InvalidParameterError, MissingDependencyError, check_float, check_int
+from invguard.gateway.parsing import InputError, InputSpec, parse_inputs
 from invguard.targets.base import OutputSpec
 
 PredictProba = Callable[[NDArray[np.float32]], Any]
@@ -82,8 +82,9 @@ class ServerStats:
 class TokenBucketLimiter:
     """One token bucket per client: ``rate`` tokens per second, at most ``burst`` stored.
 
-    ``take(client)`` spends one token and returns 0, or returns the seconds until one is
-    available. At most ``max_clients`` buckets are kept; full (idle) buckets are dropped first.
+    ``take(client, cost)`` spends ``cost`` tokens (one request, or one per input) and returns 0,
+    or returns the seconds until they are available (a cost above ``burst`` never is: check it
+    first). At most ``max_clients`` buckets are kept; full (idle) buckets are dropped first.
     """
 
     def __init__(
@@ -101,17 +102,17 @@ class TokenBucketLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, time)
         self._lock = threading.Lock()
 
-    def take(self, client: str) -> float:
+    def take(self, client: str, cost: float = 1.0) -> float:
         with self._lock:
             now = self._clock()
             tokens, last = self._buckets.get(client, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[client] = (tokens - 1.0, now)
+            if tokens >= cost:
+                self._buckets[client] = (tokens - cost, now)
                 self._prune(now)
                 return 0.0
             self._buckets[client] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+            return (cost - tokens) / self.rate
 
     def _prune(self, now: float) -> None:
         if len(self._buckets) <= self.max_clients:
@@ -136,6 +137,12 @@ class Refusal(Exception):  # noqa: N818 - control flow inside an app, never esca
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+def refusal_of(exc: InputError) -> Refusal:
+    """The Refusal of a body refused by :mod:`invguard.gateway.parsing`."""
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return Refusal(exc.status, exc.message, headers)
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -214,6 +221,7 @@ class ModelApp:
                     f"burst), got {rate_limit!r}"
                 )
             self.limiter = TokenBucketLimiter(rate_limit[0], rate_limit[1], clock=clock)
+        self.input_spec = InputSpec(self.input_shape, self.max_batch)
         self.stats = ServerStats()
 
     def authenticate(self, request: Request) -> str | None:
@@ -258,42 +266,11 @@ class ModelApp:
         return b"".join(parts)
 
     def parse_inputs(self, body: bytes) -> NDArray[np.float32]:
-        expected = f"a list of arrays of shape {_shape(self.input_shape)}"
+        """The batch in ``body`` (:func:`~invguard.gateway.parsing.parse_inputs`), or a Refusal."""
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise Refusal(400, f"request body is not valid JSON: {msg}") from None
-        if not isinstance(doc, dict) or "inputs" not in doc:
-            raise Refusal(
-                422, f"'inputs' is missing: send a JSON object {{\"inputs\": {expected}}}"
-            )
-        inputs = doc["inputs"]
-        if not isinstance(inputs, list) or not inputs:
-            raise Refusal(422, f"'inputs' must be a non-empty list: {expected}")
-        if len(inputs) > self.max_batch:
-            raise Refusal(
-                422, f"'inputs' has {len(inputs)} items, at most {self.max_batch} per request"
-            )
-        try:
-            arr = np.asarray(inputs)
-        except ValueError:
-            raise Refusal(422, f"'inputs' is ragged: expected {expected}") from None
-        if arr.dtype.kind not in "iuf":
-            raise Refusal(422, f"'inputs' must contain only numbers: expected {expected}")
-        if tuple(arr.shape[1:]) != self.input_shape:
-            raise Refusal(
-                422,
-                f"'inputs' must have shape (n, {', '.join(map(str, self.input_shape))}), "
-                f"got {_shape(arr.shape)}",
-            )
-        x = arr.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise Refusal(422, "'inputs' contains NaN or infinite values")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > 1.0:
-            raise Refusal(422, f"'inputs' values must lie in [0, 1], got min {lo:g}, max {hi:g}")
-        return x
+            return parse_inputs(body, self.input_spec)
+        except InputError as exc:
+            raise refusal_of(exc) from None
 
     def render(self, probs: NDArray[np.float32]) -> dict[str, Any]:
         if not self.output.scores:
@@ -407,13 +384,19 @@ def server_stats(app: Starlette) -> ServerStats:
 
 @contextmanager
 def serve_in_thread(
-    app: Any, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 10.0
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    startup_timeout: float = 10.0,
+    options: Mapping[str, Any] | None = None,
 ) -> Iterator[str]:
     """Run ``app`` with uvicorn in a daemon thread; yield its base URL, e.g. ``http://127.0.0.1:PORT``.
 
     The socket is bound before the thread starts (``port=0`` picks a free port); the context
     waits until the server accepts connections and, on exit, shuts it down and joins the thread.
-    Logging configuration is left alone (no ``dictConfig``).
+    Logging configuration is left alone (no ``dictConfig``). ``options`` are more arguments of
+    ``uvicorn.Config`` (limits, the HTTP protocol).
     """
     try:
         import uvicorn
@@ -431,16 +414,17 @@ def serve_in_thread(
         sock.close()
         raise InvalidParameterError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        log_level=None,
-        lifespan="off",
-        ws="none",
-        http="h11",
-        loop="asyncio",
-        timeout_graceful_shutdown=5,
-    )
+    settings: dict[str, Any] = {
+        "log_config": None,
+        "log_level": None,
+        "lifespan": "off",
+        "ws": "none",
+        "http": "h11",
+        "loop": "asyncio",
+        "timeout_graceful_shutdown": 5,
+        **(options or {}),
+    }
+    config = uvicorn.Config(app, **settings)
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{bound}", daemon=True

@@ -1,8 +1,12 @@
 """The gateway's request handling, state and resources: :class:`Gateway` (no global state).
 
 A request is authenticated (API keys, known only by SHA-256 digest; 401), checked against the
-key's block (403) and its token bucket (429 with ``Retry-After``), and its body is validated (size
-413, JSON 400, shape and values 422), all through :class:`~invguard.gateway.model_server.ModelApp`.
+key's block (403), its request bucket and its requests in progress (429 with ``Retry-After``),
+and its body is read and validated: Content-Type 415, size 413 (before reading it when it
+declares its length), time 408, JSON 400, shape and values 422 (:mod:`invguard.gateway.parsing`;
+large bodies in worker processes, off the event loop). The key's query bucket is then charged
+one token per input (429). Every answer, refusals included, is counted in the metrics by status
+(499 for a client that closed its connection before its body was complete).
 The model then answers; the :class:`~invguard.gateway.detectors.DetectionEngine` scores the batch
 against the key's history using the model's full probabilities; a flagged detector triggers its
 configured response (log, alert, degrade the key's outputs, throttle it, or block it for
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import numpy as np
 from numpy.typing import NDArray
 
@@ -31,17 +36,24 @@ from invguard.config_errors import ConfigError
 from invguard.errors import InvalidParameterError, InvGuardError
 from invguard.gateway.alerts import ACTOR, AuditWriter, Record, WebhookWorker
 from invguard.gateway.backends import Backend, load_backend
-from invguard.gateway.config import ACTIONS, GatewayConfigError, LoadedGatewayConfig
+from invguard.gateway.config import ACTIONS, GatewayConfigError, LoadedGatewayConfig, ServerConfig
 from invguard.gateway.detectors import DetectionEngine, EngineSettings, Verdict
-from invguard.gateway.metrics import CONTENT_TYPE, GatewayMetrics
-from invguard.gateway.model_server import ModelApp, Refusal, TokenBucketLimiter, error_response
+from invguard.gateway.metrics import GatewayMetrics
+from invguard.gateway.model_server import (
+    ModelApp,
+    Refusal,
+    TokenBucketLimiter,
+    error_response,
+    refusal_of,
+)
+from invguard.gateway.parsing import InputError, ParsePool
 from invguard.gateway.policy import OutputPolicy, build_policy
 from invguard.models.sources import expand_headers
 from invguard.targets.base import OutputSpec
 
 try:  # starlette is the optional 'serve' extra
     from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
 except ImportError:  # pragma: no cover - exercised only without the extra
     pass
@@ -58,9 +70,22 @@ RESPONSE_FIELDS = {
 """The :class:`Client` field each timed response sets."""
 
 
+BODY_SLACK = 64 * 2**10
+"""Bytes of a body allowed beyond ``max_bytes_per_value`` per value of a full batch."""
+JSON_TYPES = ("application/json",)
+
+
+def body_limit(server: ServerConfig, input_shape: tuple[int, ...]) -> int:
+    """The largest request body accepted: ``max_body_bytes``, or ``max_bytes_per_value`` bytes
+    per value of a full batch plus 64 KiB if that is less."""
+    values = math.prod(input_shape) * server.max_batch
+    return min(server.max_body_bytes, values * server.max_bytes_per_value + BODY_SLACK)
+
+
 @dataclass
 class Client:
-    """A configured API key at run time (never its secret; ``id`` names it)."""
+    """A configured API key at run time (never its secret; ``id`` names it). ``limiter`` counts
+    queries (inputs), ``request_limiter`` requests; ``in_flight`` its requests in progress."""
 
     id: str
     policy: OutputPolicy
@@ -70,6 +95,8 @@ class Client:
     degraded_until: float = 0.0
     throttled_until: float = 0.0
     last_alert: dict[str, tuple[float, int]] = field(default_factory=dict)
+    request_limiter: TokenBucketLimiter | None = None
+    in_flight: int = 0
 
 
 def _utc(t: float) -> str:
@@ -115,12 +142,19 @@ class Gateway:
         self.backend = backend if backend is not None else load_backend(loaded)
         self.inline_max_inputs = self.config.server.inline_max_inputs
         self.io = self._build_io()
+        server = self.config.server
+        self.parser = ParsePool(
+            self.io.input_spec, workers=server.parse_workers, queue=server.parse_queue
+        )
         self.base_policy, self.degraded_policy = self._build_policies()
         throttle = self.config.detection.responses.throttle
         self.throttle = self._bucket(throttle.rate, throttle.burst)
+        self.throttle_requests = self._bucket(*throttle.request_limit)
         self.clients = self._build_clients()
         self.engine, self.actions = self._build_engine()
-        self.metrics = GatewayMetrics(self.engine.names if self.engine else ())
+        self.metrics = GatewayMetrics(
+            self.engine.names if self.engine else (), model=self.backend.description
+        )
         self._install_gauges()
         self.audit = self._open_audit()
         self.webhook = self._open_webhook(webhook_transport)
@@ -139,7 +173,7 @@ class Gateway:
             api_keys=None,
             rate_limit=None,
             max_batch=server.max_batch,
-            max_body_bytes=server.max_body_bytes,
+            max_body_bytes=body_limit(server, self.backend.input_shape),
             clock=self._monotonic,
         )
         io.key_digests = tuple(bytes.fromhex(k.sha256) for k in self.config.keys)
@@ -164,7 +198,7 @@ class Gateway:
         """The keys' run-time state, by the identity model_server's authenticate returns."""
         cfg = self.config
         clients: dict[str, Client] = {}
-        limiters: dict[tuple[float, int], TokenBucketLimiter] = {}  # one per distinct limit
+        limiters: dict[tuple[str, float, int], TokenBucketLimiter] = {}  # one per limit
         for i, k in enumerate(cfg.keys):
             limit = None if k.unlimited else (k.rate_limit or cfg.rate_limit)
             policy = self.base_policy
@@ -178,15 +212,16 @@ class Gateway:
                         f"keys[{i}].sha256: shares its first 64 bits with another key"
                     )
                 )
+            queries = requests = None
+            if limit is not None:
+                requests = limiters.setdefault(
+                    ("requests", *limit.request_limit), self._bucket(*limit.request_limit)
+                )
+                queries = limiters.setdefault(
+                    ("queries", limit.rate, limit.burst), self._bucket(limit.rate, limit.burst)
+                )
             clients[prefix] = Client(
-                k.id,
-                policy,
-                None
-                if limit is None
-                else limiters.setdefault(
-                    (limit.rate, limit.burst), self._bucket(limit.rate, limit.burst)
-                ),
-                k.detect and cfg.detection.enabled,
+                k.id, policy, queries, k.detect and cfg.detection.enabled, request_limiter=requests
             )
         return clients
 
@@ -348,22 +383,64 @@ class Gateway:
         return self.clients[who]
 
     def _admit(self, client: Client) -> None:
+        """403 for a blocked key; one token from its request buckets (429)."""
         now = self._clock()
         if client.blocked_until > now:
             raise _blocked(client, now)
-        buckets = [b for b in (client.limiter,) if b is not None]
+        buckets = [b for b in (client.request_limiter,) if b is not None]
         if client.throttled_until > now:
+            buckets.append(self.throttle_requests)
+        for bucket in buckets:
+            _spend(bucket, client.id, 1, "requests")
+        limit = self.config.server.key_concurrency
+        if client.in_flight >= limit:
+            raise Refusal(
+                429,
+                f"API key '{client.id}' has {limit} requests in progress, the most allowed; "
+                "retry after 1 s",
+                {"Retry-After": "1"},
+            )
+
+    def _charge(self, client: Client, n: int) -> None:
+        """One token per input from the key's query buckets (429; 422 above a burst)."""
+        buckets = [b for b in (client.limiter,) if b is not None]
+        if client.throttled_until > self._clock():
             buckets.append(self.throttle)
         for bucket in buckets:
-            wait_s = bucket.take(client.id)
-            if wait_s > 0:
-                retry_after = str(max(1, math.ceil(wait_s)))
+            if n > bucket.burst:
                 raise Refusal(
-                    429,
-                    f"rate limit exceeded: at most {bucket.rate:g} requests per second "
-                    f"(burst {bucket.burst}); retry after {retry_after} s",
-                    {"Retry-After": retry_after},
+                    422,
+                    f"'inputs' has {n} items, more than this key's burst of {bucket.burst} "
+                    f"queries ({bucket.rate:g} queries per second); send smaller batches",
                 )
+        for bucket in buckets:
+            _spend(bucket, client.id, n, "queries (inputs)")
+
+    async def _read_inputs(self, client: Client, request: Request) -> FloatArray:
+        """The request's batch: Content-Type (415), size (413), time (408), JSON (400/422);
+        bodies above ``inline_parse_bytes`` are parsed in a worker process."""
+        ctype = request.headers.get("content-type", "")
+        media, _, params = ctype.partition(";")
+        charset = params.strip().lower().removeprefix("charset=").strip('"')
+        if media.strip().lower() not in JSON_TYPES or charset not in ("", "utf-8"):
+            shown = repr(ctype[:60]) if ctype else "none"
+            raise Refusal(415, f"Content-Type must be application/json, got {shown}")
+        server = self.config.server
+        try:
+            with anyio.fail_after(server.body_timeout):
+                body = await self.io.read_body(request)
+        except TimeoutError:
+            raise Refusal(
+                408, f"the request body did not arrive within {server.body_timeout:g} s"
+            ) from None
+        except ClientDisconnect:  # counted as nginx does: 499, client closed request
+            raise Refusal(499, "the client closed the connection during its request") from None
+        if len(body) <= server.inline_parse_bytes:
+            return self.io.parse_inputs(body)
+        try:
+            return await self.parser.parse(client.id, body)
+        except InputError as exc:
+            raise refusal_of(exc) from None
 
     def _compute(self, client: Client, x: FloatArray) -> tuple[FloatArray, list[Verdict]]:
         """Model, then detection (in a worker thread for large batches and upstreams)."""
@@ -438,9 +515,14 @@ class Gateway:
                 )
 
     async def predict(self, request: Request) -> Response:
-        """``POST /v1/predict``: the policy's view of the model's scores (or a JSON error)."""
+        """``POST /v1/predict``: the policy's view of the model's scores (or a JSON error);
+        every answer is counted by status."""
         started = time.perf_counter()
-        response = await self._predict(request)
+        try:
+            response = await self._predict(request)
+        except Exception as exc:  # a bug: answered, counted, logged without the request
+            logger.error("internal error on a prediction request: %s", type(exc).__name__)
+            response = error_response(500, "internal error")
         self.metrics.requests.inc(str(response.status_code))
         self.metrics.latency.observe(time.perf_counter() - started)
         return response
@@ -449,7 +531,18 @@ class Gateway:
         try:
             client = self._authenticate(request)
             self._admit(client)
-            x = self.io.parse_inputs(await self.io.read_body(request))
+        except Refusal as refusal:
+            return error_response(refusal.status, refusal.message, refusal.headers)
+        client.in_flight += 1
+        try:
+            return await self._answer(client, request)
+        finally:
+            client.in_flight -= 1
+
+    async def _answer(self, client: Client, request: Request) -> Response:
+        try:
+            x = await self._read_inputs(client, request)
+            self._charge(client, len(x))
             if self.backend.threaded or len(x) > self.inline_max_inputs:
                 probs, verdicts = await run_in_threadpool(self._compute, client, x)
             else:
@@ -475,8 +568,9 @@ class Gateway:
         return JSONResponse(body)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        """``GET /metrics``: the Prometheus text exposition."""
-        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+        """``GET /metrics``: Prometheus text, or OpenMetrics when ``Accept`` asks for it."""
+        body, content_type = self.metrics.render(request.headers.get("accept"))
+        return Response(body, headers={"Content-Type": content_type})
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -501,7 +595,21 @@ class Gateway:
         except Exception as exc:  # closing must not fail on a full disk
             logger.error("cannot record the gateway's stop in the audit log: %s", exc)
         self.audit.close()
+        self.parser.close()
         self.backend.close()
+
+
+def _spend(bucket: TokenBucketLimiter, key_id: str, cost: int, unit: str) -> None:
+    """Take ``cost`` tokens from ``bucket`` for the key, or refuse with 429 and ``Retry-After``."""
+    wait_s = bucket.take(key_id, cost)
+    if wait_s > 0:
+        retry_after = str(max(1, math.ceil(wait_s)))
+        raise Refusal(
+            429,
+            f"rate limit exceeded: at most {bucket.rate:g} {unit} per second "
+            f"(burst {bucket.burst}); retry after {retry_after} s",
+            {"Retry-After": retry_after},
+        )
 
 
 def _alert_record(
@@ -529,4 +637,4 @@ def _alert_record(
     )
 
 
-__all__ = ["RESPONSE_FIELDS", "Client", "Gateway"]
+__all__ = ["RESPONSE_FIELDS", "Client", "Gateway", "body_limit"]
