@@ -127,13 +127,14 @@ def test_unreachable_endpoint_is_an_incomplete_report_and_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"http://127.0.0.1:{_free_closed_port()}/predict"
+    target: dict[str, Any] = {"type": "http", "url": url, "retries": 0}
     api = {
         "id": "api",
-        "target": {"type": "http", "url": url, "retries": 0},
+        "target": target,
         "data": {"builtin": "digits"},
         "attacks": [{"name": "auto"}],
     }
-    table_api = {**_tree_system("table-api"), "target": dict(api["target"])}  # no YAML alias
+    table_api = {**_tree_system("table-api"), "target": dict(target)}  # no YAML alias
     path = _config(tmp_path, [_tree_system(), api, table_api], fail_on="critical")
     code, out, err = run_cli(["assess", str(path), "--format", "json", "-q"], capsys)
     assert code == 1, err  # not 2: the configuration is right, the endpoint is down
