@@ -55,17 +55,10 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     """Merkle tree hash over already-hashed leaves, computed iteratively level by level."""
     if not hashes:
         return EMPTY_ROOT
-    level = list(hashes)
-    sha256 = hashlib.sha256
-    while len(level) > 1:
-        nxt = [
-            sha256(_NODE_PREFIX + level[i] + level[i + 1]).digest()
-            for i in range(0, len(level) - 1, 2)
-        ]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
+    top = hashes[0]
+    for level in tree_levels(hashes):
+        top = level[0]
+    return top
 
 
 def mth(data: Sequence[bytes]) -> bytes:

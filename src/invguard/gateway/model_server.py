@@ -139,6 +139,19 @@ class Refusal(Exception):  # noqa: N818 - control flow inside an app, never esca
         self.headers = headers or {}
 
 
+def spend_tokens(bucket: TokenBucketLimiter, key_id: str, cost: int, unit: str) -> None:
+    """Take ``cost`` tokens from ``bucket`` for the key, or refuse with 429 and ``Retry-After``."""
+    wait_s = bucket.take(key_id, cost)
+    if wait_s > 0:
+        retry_after = str(max(1, math.ceil(wait_s)))
+        raise Refusal(
+            429,
+            f"rate limit exceeded: at most {bucket.rate:g} {unit} per second "
+            f"(burst {bucket.burst}); retry after {retry_after} s",
+            {"Retry-After": retry_after},
+        )
+
+
 def refusal_of(exc: InputError) -> Refusal:
     """The Refusal of a body refused by :mod:`invguard.gateway.parsing`."""
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
@@ -286,15 +299,7 @@ class ModelApp:
             client = self.authenticate(request)
             if self.limiter is not None:
                 who = client or "addr:" + (request.client.host if request.client else "unknown")
-                wait = self.limiter.take(who)
-                if wait > 0:
-                    retry_after = str(max(1, math.ceil(wait)))
-                    raise Refusal(
-                        429,
-                        f"rate limit exceeded: at most {self.limiter.rate:g} requests per second "
-                        f"(burst {self.limiter.burst}); retry after {retry_after} s",
-                        {"Retry-After": retry_after},
-                    )
+                spend_tokens(self.limiter, who, 1, "requests")
             x = self.parse_inputs(await self.read_body(request))
         except Refusal as refusal:
             self.stats._refuse(refusal.status)

@@ -45,6 +45,7 @@ from invguard.gateway.model_server import (
     TokenBucketLimiter,
     error_response,
     refusal_of,
+    spend_tokens,
 )
 from invguard.gateway.parsing import InputError, ParsePool
 from invguard.gateway.policy import OutputPolicy, build_policy
@@ -391,7 +392,7 @@ class Gateway:
         if client.throttled_until > now:
             buckets.append(self.throttle_requests)
         for bucket in buckets:
-            _spend(bucket, client.id, 1, "requests")
+            spend_tokens(bucket, client.id, 1, "requests")
         limit = self.config.server.key_concurrency
         if client.in_flight >= limit:
             raise Refusal(
@@ -414,7 +415,7 @@ class Gateway:
                     f"queries ({bucket.rate:g} queries per second); send smaller batches",
                 )
         for bucket in buckets:
-            _spend(bucket, client.id, n, "queries (inputs)")
+            spend_tokens(bucket, client.id, n, "queries (inputs)")
 
     async def _read_inputs(self, client: Client, request: Request) -> FloatArray:
         """The request's batch: Content-Type (415), size (413), time (408), JSON (400/422);
@@ -597,19 +598,6 @@ class Gateway:
         self.audit.close()
         self.parser.close()
         self.backend.close()
-
-
-def _spend(bucket: TokenBucketLimiter, key_id: str, cost: int, unit: str) -> None:
-    """Take ``cost`` tokens from ``bucket`` for the key, or refuse with 429 and ``Retry-After``."""
-    wait_s = bucket.take(key_id, cost)
-    if wait_s > 0:
-        retry_after = str(max(1, math.ceil(wait_s)))
-        raise Refusal(
-            429,
-            f"rate limit exceeded: at most {bucket.rate:g} {unit} per second "
-            f"(burst {bucket.burst}); retry after {retry_after} s",
-            {"Retry-After": retry_after},
-        )
 
 
 def _alert_record(
