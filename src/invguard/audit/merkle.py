@@ -68,20 +68,7 @@ def mth(data: Sequence[bytes]) -> bytes:
 
 def inclusion_path(index: int, hashes: Sequence[bytes]) -> list[bytes]:
     """RFC 6962 §2.1.1 audit path PATH(index, D[n]) over the leaf hashes ``hashes`` (n = len)."""
-    n = len(hashes)
-    if not 0 <= index < n:
-        raise InvalidParameterError(f"leaf index must be in [0, {n}), got {index}")
-    top_down: list[bytes] = []
-    lo, hi = 0, n
-    while hi - lo > 1:
-        k = split_point(hi - lo)
-        if index < lo + k:
-            top_down.append(root_from_leaf_hashes(hashes[lo + k : hi]))
-            hi = lo + k
-        else:
-            top_down.append(root_from_leaf_hashes(hashes[lo : lo + k]))
-            lo += k
-    return top_down[::-1]
+    return [root_from_leaf_hashes(hashes[lo:hi]) for lo, hi in inclusion_ranges(index, len(hashes))]
 
 
 def consistency_path(old_size: int, hashes: Sequence[bytes]) -> list[bytes]:
@@ -89,26 +76,8 @@ def consistency_path(old_size: int, hashes: Sequence[bytes]) -> list[bytes]:
 
     Empty when ``old_size`` is 0 or n (nothing to prove).
     """
-    n = len(hashes)
-    if not 0 <= old_size <= n:
-        raise InvalidParameterError(f"old tree size must be in [0, {n}], got {old_size}")
-    if old_size in (0, n):
-        return []
-    m = old_size
-    top_down: list[bytes] = []
-    lo, hi, complete = 0, n, True
-    while m != hi - lo:
-        k = split_point(hi - lo)
-        if m <= k:
-            top_down.append(root_from_leaf_hashes(hashes[lo + k : hi]))
-            hi = lo + k
-        else:
-            top_down.append(root_from_leaf_hashes(hashes[lo : lo + k]))
-            m -= k
-            lo += k
-            complete = False
-    head = [] if complete else [root_from_leaf_hashes(hashes[lo:hi])]
-    return head + top_down[::-1]
+    ranges = consistency_ranges(old_size, len(hashes))
+    return [root_from_leaf_hashes(hashes[lo:hi]) for lo, hi in ranges]
 
 
 def tree_levels(hashes: Sequence[bytes]) -> Iterator[list[bytes]]:
