@@ -15,7 +15,6 @@ import base64
 import binascii
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from invguard.audit.errors import (
 )
 from invguard.audit.keys import Signer, Verifier, check_key_name
 from invguard.audit.merkle import HASH_SIZE
+from invguard.fileio import write_atomic
 
 EM_DASH = "\u2014"
 MAX_NOTE_BYTES = 1 << 20
@@ -256,14 +256,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     p = Path(path)
     if not p.parent.is_dir():
         raise CheckpointFormatError(f"folder {p.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
+        write_atomic(p, text, fsync=True, make_parents=False)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise CheckpointFormatError(f"cannot write {p}: {exc.strerror}") from None

@@ -7,14 +7,13 @@ that need one (``progress``, ``load_dataset``, ``cache``) import it when called.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from invguard.errors import InvalidParameterError
+from invguard.fileio import write_atomic
 
 # Function-level imports below are for laziness: parsers are built without heavy modules.
 
@@ -290,22 +289,6 @@ def check_format(args: argparse.Namespace, command: str, allowed: Sequence[str])
     return fmt
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a reader sees the
-    old file or the new one, never half of it. (Kept here, not in ``invguard.report.io``, because
-    that package loads numpy, and commands such as ``audit`` must stay light.)"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def emit(args: argparse.Namespace, text: str) -> None:
     """Print the formatted output on stdout, or write it to ``-o FILE`` (and say so on stderr)."""
     if not text.endswith("\n"):
@@ -314,7 +297,7 @@ def emit(args: argparse.Namespace, text: str) -> None:
     if out is None:
         write_stdout(text)
         return
-    write_text_atomic(out, text)
+    write_atomic(out, text)
     note(args, f"wrote {out}")
 
 
