@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -160,14 +161,9 @@ systems:
 def test_assessment_types_are_strict_and_errors_give_the_line(
     tmp_path: Path, old: str, new: str, message: str
 ) -> None:
-    assert old in ASSESS
-    path = tmp_path / "invguard.yaml"
-    path.write_text(ASSESS.replace(old, new, 1))
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    got = str(info.value)
-    assert got.startswith(f"{path}{message}"), got
-    assert "\n" not in got
+    _assert_refused(
+        tmp_path / "invguard.yaml", ASSESS, (old, new), load_config, ConfigError, message
+    )
 
 
 def test_numbers_still_take_integers(tmp_path: Path) -> None:
@@ -208,14 +204,8 @@ rate_limit: {{rate: 100, burst: 200}}
 def test_gateway_types_are_strict_and_errors_give_the_line(
     tmp_path: Path, old: str, new: str, message: str
 ) -> None:
-    assert old in GATEWAY
-    path = tmp_path / "gateway.yaml"
-    path.write_text(GATEWAY.replace(old, new, 1))
-    with pytest.raises(GatewayConfigError) as info:
-        load_gateway_config(path)
-    got = str(info.value)
-    assert got.startswith(f"{path}{message}"), got
-    assert "\n" not in got
+    path, loader = tmp_path / "gateway.yaml", load_gateway_config
+    _assert_refused(path, GATEWAY, (old, new), loader, GatewayConfigError, message)
 
 
 def test_the_valid_gateway_config_loads(tmp_path: Path) -> None:
@@ -238,3 +228,22 @@ def test_command_line_yaml_values_are_one_line_errors(
     assert out == ""
     assert err.startswith(f"invguard: error: --training 'dp-sgd:noise={value}': cannot read ")
     assert len(err.splitlines()) == 1
+
+
+def _assert_refused(
+    path: Path,
+    doc: str,
+    edit: tuple[str, str],
+    load: Callable[[Path], object],
+    error: type[ConfigError],
+    message: str,
+) -> None:
+    """``doc`` with ``edit`` applied is refused (``error``) in one line starting ``path:line:``."""
+    old, new = edit
+    assert old in doc
+    path.write_text(doc.replace(old, new, 1))
+    with pytest.raises(error) as info:
+        load(path)
+    got = str(info.value)
+    assert got.startswith(f"{path}{message}"), got
+    assert "\n" not in got
