@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # torch is pinned in the same pip command as everything else (the CPU wheel on this platform).
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
+# test processes (pytest-xdist; whole modules per worker, one shared model cache, one share of the
+# cores each); TEST_WORKERS=0 runs the suite in this process
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint typecheck unit bench clean
 
@@ -31,7 +34,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

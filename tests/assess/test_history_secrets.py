@@ -26,6 +26,8 @@ QUERY_KEY = "qk-SECRET-31415926"
 HEADER_KEY = "hk-5e2d1c0b9a87"
 TEMPLATE_TOKEN = "tt-27182818-token"
 SECRETS = (USER, PASSWORD, QUERY_KEY, HEADER_KEY, TEMPLATE_TOKEN)
+pytestmark = pytest.mark.slow
+
 QUERIES = 240  # attack queries per job
 
 

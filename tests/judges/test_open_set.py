@@ -71,6 +71,7 @@ def test_reject_judge_needs_one_extra_class(digits: ImageDataset) -> None:
         RejectPublicJudge(Fixed(), 3)
 
 
+@pytest.mark.slow
 def test_open_set_panel_rejects_public_lookalikes(
     digits: ImageDataset, model_cache: ModelCache
 ) -> None:

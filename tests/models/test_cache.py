@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,32 @@ def test_trained_model_is_cached_and_reloaded_identically(
     files[0].write_bytes(b"garbage")
     third = train_target(digits, "softmax", config=cfg, cache=cache)
     assert not third.from_cache
+
+
+def test_concurrent_trainers_of_one_model_train_it_once(
+    digits: ImageDataset, tmp_path: Path
+) -> None:
+    """Two trainers sharing a cache folder (as the parallel test workers do): one trains, the
+    other waits on the key's lock and then reads the stored model."""
+    cache = ModelCache(tmp_path)
+    cfg = TrainConfig(epochs=2)
+    key = train_target(digits, "softmax", config=cfg, cache=cache).cache_key
+    cache.path(key).unlink()
+    results: list[bool] = []
+
+    def train() -> None:
+        results.append(train_target(digits, "softmax", config=cfg, cache=cache).from_cache)
+
+    workers = [threading.Thread(target=train) for _ in range(2)]
+    with cache.lock(key):  # a third party holds the key: both must wait for it
+        for w in workers:
+            w.start()
+        time.sleep(0.5)
+        assert all(w.is_alive() for w in workers)
+        assert not cache.path(key).exists()
+    for w in workers:
+        w.join(timeout=60)
+    assert sorted(results) == [False, True]  # trained once, then read from the cache
 
 
 def test_training_is_deterministic_for_a_seed(digits: ImageDataset) -> None:

@@ -16,6 +16,8 @@ from invguard.models import ModelCache
 from invguard.priors import ImagePrior, load_public_face_prior
 from invguard.priors.finetune import AdaptConfig, adapt_prior
 
+pytestmark = pytest.mark.slow
+
 SHAPE = (1, 56, 46)
 # a dozen fast steps at a high learning rate: enough to move the grey level, not a usable prior
 TINY = AdaptConfig(

@@ -61,7 +61,7 @@ from invguard.models.architectures import (
     build_model,
     init_parameters,
 )
-from invguard.models.cache import ModelCache, cache_key
+from invguard.models.cache import ModelCache, cache_key, locked
 from invguard.models.training import TrainConfig, accuracy, smoothed_cross_entropy
 from invguard.models.zoo import TARGET_RECIPES
 
@@ -283,6 +283,19 @@ class TrainingDefense(ABC):
             seed=seed,
             defense_format=DEFENSE_FORMAT,
         )
+        with locked(cache, key):  # parallel processes sharing the cache train it once
+            return self._load_or_train(key, dataset, arch, seed, cache, aux)
+
+    def _load_or_train(
+        self,
+        key: str,
+        dataset: ImageDataset,
+        arch: Architecture,
+        seed: int,
+        cache: ModelCache | None,
+        aux: ImageDataset | None,
+    ) -> DefendedModel:
+        """The defended model ``key`` from ``cache``, else trained (and stored there)."""
         cached = self._from_cache(cache, key, dataset, arch, seed) if cache is not None else None
         if cached is not None:
             return cached

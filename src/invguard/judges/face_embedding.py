@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +106,16 @@ class EmbeddingStore:
             return
         folder = self.root / "embeddings"
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.tmp.npy"
-        np.save(tmp, value, allow_pickle=False)
-        tmp.replace(folder / f"{key}.npy")
+        # a name of its own, so that two processes storing the same key never share a file
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp.npy")
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, value, allow_pickle=False)
+            tmp.replace(folder / f"{key}.npy")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 class FaceEmbeddingJudge:

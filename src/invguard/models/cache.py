@@ -1,11 +1,14 @@
 """On-disk cache of trained models, keyed by a hash of (data, architecture, hyper-parameters, seed).
 
 Weights are stored with safetensors (no pickle); the training record rides in the file's metadata.
-Writes are atomic (temporary file, then rename), so concurrent runs never see half a file.
+Writes are atomic (temporary file, then rename), so concurrent runs never see half a file, and
+:func:`locked` lets concurrent processes that need the same model train it once (the others wait
+for it, then read it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -14,6 +17,7 @@ import pickle
 import re
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +88,36 @@ class ModelCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive advisory lock on ``key`` (``models/<key>.lock``, POSIX ``flock``).
+
+        Taken around "load, else train and save", so that two processes sharing the folder
+        (parallel test workers, two assessments) train a model once. Where ``fcntl`` is missing
+        (Windows) it does nothing: both processes may then train, and the atomic save keeps the
+        file whole.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        path = self.path(key).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+def locked(cache: ModelCache | None, key: str | None) -> contextlib.AbstractContextManager[None]:
+    """``cache.lock(key)``, or a no-op without a cache or a key."""
+    if cache is None or key is None:
+        return contextlib.nullcontext()
+    return cache.lock(key)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

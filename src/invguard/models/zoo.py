@@ -9,7 +9,7 @@ from typing import Any
 from invguard.data.base import ImageDataset
 from invguard.errors import InvalidParameterError
 from invguard.models.architectures import ARCHITECTURES, TARGET_ARCHITECTURES, build_model
-from invguard.models.cache import ModelCache, cache_key
+from invguard.models.cache import ModelCache, cache_key, locked
 from invguard.models.training import (
     AugmentConfig,
     ProgressFn,
@@ -67,6 +67,21 @@ def _get_or_train(
         config=config,
         seed=seed,
     )
+    with locked(cache, key):  # parallel processes sharing the cache train it once
+        return _load_or_train(key, role, dataset, arch, config, seed, cache, progress)
+
+
+def _load_or_train(
+    key: str,
+    role: str,
+    dataset: ImageDataset,
+    arch: str,
+    config: TrainConfig,
+    seed: int,
+    cache: ModelCache | None,
+    progress: ProgressFn | None,
+) -> TrainedModel:
+    """Model ``key`` from ``cache``, else trained (and stored there)."""
     x, y = dataset.x_train, dataset.y_train
     hit = cache.load(key) if cache is not None else None
     if hit is not None:

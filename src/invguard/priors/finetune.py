@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invguard.errors import InvalidParameterError, check_float, check_int
-from invguard.models.cache import ModelCache, cache_key
+from invguard.models.cache import ModelCache, cache_key, locked
 from invguard.priors.base import ImagePrior
 from invguard.priors.dcgan import DCGANDiscriminator, DCGANGenerator
 from invguard.priors.train import (
@@ -279,19 +279,20 @@ def adapt_prior(
         "seed": seed,
         "config": dataclasses.asdict(cfg),
     }
-    hit = cache.load(key) if cache is not None else None
-    info: dict[str, Any] | None = None
-    if hit is not None:
-        state, saved = hit
-        try:
-            g.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("g.")})
-            d.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("d.")})
-            info = {**saved, "cached": True, "cache_key": key}
-        except RuntimeError:
-            log.warning("cached adapted prior %s does not fit; adapting again", key[:12])
-    if info is None:
-        info = _adapt(_Adaptation(base, g, d, _prepare(x, cfg.size, om.value_range), cfg),
-                      seed, key, cache, record, progress)  # fmt: skip
+    with locked(cache, key):  # parallel processes sharing the cache adapt it once
+        hit = cache.load(key) if cache is not None else None
+        info: dict[str, Any] | None = None
+        if hit is not None:
+            state, saved = hit
+            try:
+                g.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("g.")})
+                d.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("d.")})
+                info = {**saved, "cached": True, "cache_key": key}
+            except RuntimeError:
+                log.warning("cached adapted prior %s does not fit; adapting again", key[:12])
+        if info is None:
+            info = _adapt(_Adaptation(base, g, d, _prepare(x, cfg.size, om.value_range), cfg),
+                          seed, key, cache, record, progress)  # fmt: skip
     return ImagePrior(
         generator=g, latent_dim=base.latent_dim, output_map=om, name=f"{base.name}-adapted",
         discriminator=d, info=info,

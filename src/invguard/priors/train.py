@@ -41,7 +41,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm
 
 from invguard.errors import InvalidParameterError, check_float, check_int
-from invguard.models.cache import ModelCache, cache_key
+from invguard.models.cache import ModelCache, cache_key, locked
 from invguard.priors.base import ImagePrior, ImageShape, OutputMap
 from invguard.priors.dcgan import DCGANDiscriminator, DCGANGenerator
 
@@ -475,6 +475,20 @@ def _fit(
     progress: ProgressFn | None,
 ) -> tuple[DCGANGenerator, DCGANDiscriminator, dict[str, Any]]:
     """Load the prior from ``cache`` under ``key``, or train it (and store it when ``key``)."""
+    with locked(cache, key):  # parallel processes sharing the cache train it once
+        return _load_or_fit(job, channels, seed, key, cache, record, progress)
+
+
+def _load_or_fit(
+    job: _Job,
+    channels: int,
+    seed: int,
+    key: str | None,
+    cache: ModelCache | None,
+    record: dict[str, Any],
+    progress: ProgressFn | None,
+) -> tuple[DCGANGenerator, DCGANDiscriminator, dict[str, Any]]:
+    """:func:`_fit` under the cache lock."""
     g, d = _networks(job.config, channels, job.num_classes)
     hit = cache.load(key) if cache is not None and key is not None else None
     if hit is not None:
