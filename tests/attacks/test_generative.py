@@ -7,11 +7,18 @@ import pytest
 import torch
 
 from invguard.attacks import InversionRequest
-from invguard.attacks.generative import GMI, PLGMI, PPA, identity_loss, random_transform
+from invguard.attacks.generative import (
+    GMI,
+    PLGMI,
+    PPA,
+    identity_loss,
+    project_l1_ball,
+    random_transform,
+)
 from invguard.data import ImageDataset
 from invguard.errors import InvalidParameterError, TargetError
 from invguard.models import TrainedModel
-from invguard.priors import ImagePrior, OutputMap
+from invguard.priors import DCGANGenerator, ImagePrior, OutputMap
 from invguard.targets import TorchTarget
 
 
@@ -78,6 +85,11 @@ def test_random_transform_is_seeded_and_keeps_shape() -> None:
         ({"min_crop": 0.1}, "min_crop"),
         ({"candidates": 0}, "candidates"),
         ({"latent_bound": 0.0}, "latent_bound"),
+        ({"feature_layers": (2, 1)}, "feature_layers"),
+        ({"feature_layers": [1]}, "feature_layers"),
+        ({"feature_layers": (0,)}, "feature_layers"),
+        ({"feature_radius": 0.0}, "feature_radius"),
+        ({"feature_steps": 0}, "feature_steps"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(kwargs: dict[str, object], field: str) -> None:
@@ -147,3 +159,65 @@ def test_conditional_prior_search(digits: ImageDataset, digits_mlp: TrainedModel
     )
     res = PLGMI(steps=30, pool_size=100).run(target, InversionRequest(prior=prior), rng=0)
     assert res.target_confidence.mean() > 0.6 > start.target_confidence.mean() + 0.3
+
+
+def test_l1_projection_lands_on_the_ball_and_keeps_points_inside() -> None:
+    v = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    radius = torch.tensor([1.0, 2.0, 5.0, 0.5, 1000.0])
+    p = project_l1_ball(v, radius)
+    norms = p.reshape(5, -1).abs().sum(1)
+    assert torch.allclose(norms[:4], radius[:4], rtol=1e-5)
+    assert torch.equal(p[4], v[4])  # already inside
+    # the projection is the closest point of the ball: no random point of the ball is closer
+    for i in range(4):
+        pts = torch.randn(2000, 48, generator=torch.Generator().manual_seed(i))
+        pts = pts / pts.abs().sum(1, keepdim=True) * radius[i]
+        closest = (pts - v[i].reshape(1, -1)).norm(dim=1).min()
+        assert (p[i] - v[i]).norm() <= closest + 1e-6
+
+
+def _dcgan_prior(shape: tuple[int, int, int]) -> ImagePrior:
+    g = DCGANGenerator(nz=16, ngf=8, channels=1, size=32)
+    with torch.no_grad():
+        for prm in g.parameters():
+            prm.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(0))
+    return ImagePrior(
+        generator=g, latent_dim=16, output_map=OutputMap(shape=shape), name="random-dcgan"
+    )
+
+
+def test_generator_features_split_and_rejoin_exactly() -> None:
+    prior = _dcgan_prior((1, 8, 8))
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(2))
+    whole = prior.decode(z)
+    assert prior.feature_blocks == 3
+    for k in range(4):
+        h = prior.features(z, None, k)
+        assert torch.allclose(prior.decode_features(h, k), whole, atol=1e-6)
+    h1 = prior.features(z, None, 1)
+    assert torch.allclose(prior.carry(h1, 1, 3), prior.features(z, None, 3), atol=1e-6)
+    with pytest.raises(InvalidParameterError, match="0 to 3"):
+        prior.features(z, None, 4)
+    assert _prior((1, 8, 8)).feature_blocks == 0
+
+
+def test_feature_stage_raises_confidence_within_the_ball(
+    digits: ImageDataset, digits_mlp: TrainedModel
+) -> None:
+    prior = _dcgan_prior(digits.image_shape)
+    target = TorchTarget(digits_mlp.model, input_shape=digits.image_shape)
+    base = PPA(steps=5, pool_size=64).run(target, InversionRequest(prior=prior), rng=0)
+    staged = PPA(
+        steps=5,
+        pool_size=64,
+        feature_layers=(2, 3),
+        feature_steps=10,
+        feature_step_size=0.05,
+        feature_radius=0.2,
+    ).run(target, InversionRequest(prior=prior), rng=0)
+    assert staged.target_confidence.mean() > base.target_confidence.mean() + 0.05
+    assert int(staged.iterations[0]) == 5 + 2 * 10
+    with pytest.raises(InvalidParameterError, match=r"'feature_layers'.*not a DCGAN"):
+        PPA(feature_layers=(1,)).run(
+            target, InversionRequest(prior=_prior(digits.image_shape)), rng=0
+        )

@@ -9,6 +9,10 @@
   (initial selection); the Poincare loss (or a max-margin loss, Yuan et al. 2023) on randomly
   cropped and flipped copies, so the result survives transformations instead of being adversarial;
   final selection of the candidate most confident under fresh random transformations.
+* :class:`IFGMI`: Qiu et al., "A Closer Look at GAN Priors: Exploiting Intermediate Features for
+  Enhanced Model Inversion Attacks", ECCV 2024. PPA's latent search, then the outputs of the
+  generator's hidden blocks, each searched within an L1 ball around where the previous stage left
+  them, so the image can move a little beyond what the latent space reaches.
 * :class:`PLGMI`: Yuan et al., "Pseudo Label-Guided Model Inversion Attack via Conditional
   Generative Adversarial Network", AAAI 2023: the same latent search in a class-conditional
   generator trained on public images pseudo-labelled by the target (:mod:`invguard.priors.train`).
@@ -91,6 +95,7 @@ class _LatentSearch(AttackBase):
     name: ClassVar[str] = "latent"
     requires: ClassVar[frozenset[Capability]] = frozenset({Capability.GRADIENTS})
     conditional: ClassVar[bool | None] = None  # True: needs a conditional prior; None: either
+    features_optional: ClassVar[bool] = False  # True: a prior without features skips that stage
 
     steps: int = 60
     step_size: float = 0.05
@@ -104,6 +109,10 @@ class _LatentSearch(AttackBase):
     hflip: bool = True
     select_transforms: int = 8
     latent_bound: float | None = None
+    feature_layers: tuple[int, ...] = ()
+    feature_steps: int = 20
+    feature_step_size: float = 0.01
+    feature_radius: float = 0.05
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, minimum=1)
@@ -120,6 +129,10 @@ class _LatentSearch(AttackBase):
         check_int("select_transforms", self.select_transforms, minimum=0)
         if self.latent_bound is not None:
             check_float("latent_bound", self.latent_bound, minimum=0.0, min_inclusive=False)
+        _check_layers(self.feature_layers)
+        check_int("feature_steps", self.feature_steps, minimum=1)
+        check_float("feature_step_size", self.feature_step_size, minimum=0.0, min_inclusive=False)
+        check_float("feature_radius", self.feature_radius, minimum=0.0, min_inclusive=False)
 
     def _check(self, target: Target, request: InversionRequest) -> None:
         self._check_prior(request.prior, _differentiable(target, self.name))
@@ -144,7 +157,11 @@ class _LatentSearch(AttackBase):
             target_confidence=conf,
             iterations=np.full(n, search.steps_done, dtype=np.int64),
             stop_reasons=(reason,) * n,
-            extra={"prior": prior.describe(), "candidates_per_class": self.candidates},
+            extra={
+                "prior": prior.describe(),
+                "candidates_per_class": self.candidates,
+                "feature_layers": list(search.feature_layers),
+            },
         )
 
     def _check_prior(self, prior: ImagePrior | None, target: Target) -> ImagePrior:
@@ -168,12 +185,52 @@ class _LatentSearch(AttackBase):
                 f"the conditional prior '{prior.name}' has {prior.num_classes} classes, "
                 f"the target {target.num_classes}"
             )
+        blocks = prior.feature_blocks
+        if (
+            self.feature_layers
+            and self.feature_layers[-1] > blocks
+            and not (self.features_optional and blocks == 0)
+        ):
+            raise InvalidParameterError(
+                f"The 'feature_layers' parameter must name generator blocks 1 to "
+                f"{prior.feature_blocks} of the prior '{prior.name}', got {self.feature_layers!r}"
+                + ("" if prior.feature_blocks else " (its generator is not a DCGAN: use ())")
+            )
         if self.prior_weight > 0 and prior.discriminator is None:
             raise InvalidParameterError(
                 f"attack '{self.name}' with prior_weight > 0 needs a prior with a discriminator; "
                 f"'{prior.name}' has none (set prior_weight=0)"
             )
         return prior
+
+
+def _check_layers(layers: object) -> None:
+    ok = isinstance(layers, tuple) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in layers
+    )
+    if not ok or list(layers) != sorted(set(layers)):  # type: ignore[call-overload]
+        raise InvalidParameterError(
+            "The 'feature_layers' parameter must be a tuple of increasing ints >= 1 (generator "
+            f"blocks), got {layers!r}"
+        )
+
+
+def project_l1_ball(v: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection of each row of ``v`` onto the L1 ball of its ``radius``.
+
+    Duchi et al., "Efficient Projections onto the l1-Ball for Learning in High Dimensions",
+    ICML 2008 (the sort-based algorithm), batched over rows.
+    """
+    flat = v.reshape(len(v), -1)
+    mag = flat.abs()
+    u = mag.sort(dim=1, descending=True).values
+    css = u.cumsum(1)
+    k = torch.arange(1, flat.shape[1] + 1, dtype=v.dtype, device=v.device)
+    rho = (u - (css - radius[:, None]) / k > 0).sum(1).clamp_min(1)
+    theta = ((css.gather(1, (rho - 1)[:, None]).squeeze(1) - radius) / rho).clamp_min(0.0)
+    shrunk = flat.sign() * (mag - theta[:, None]).clamp_min(0.0)
+    inside = (mag.sum(1) <= radius)[:, None]
+    return torch.where(inside, flat, shrunk).view_as(v)
 
 
 def _differentiable(target: Target, attack: str) -> DifferentiableTarget:
@@ -202,6 +259,7 @@ class _Search:
         self.classes, self.deadline, self.progress = classes, deadline, progress
         self.y = classes.repeat_interleave(cfg.candidates)
         self.steps_done = 0
+        self.feature_layers = cfg.feature_layers if prior.feature_blocks else ()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.target.differentiable_logits(x)
@@ -216,7 +274,12 @@ class _Search:
             reason = "query_budget"
         if reason == "max_iterations":
             z, reason = self.optimise(z)
-        return self.select(z, reason)
+        cond = self._cond(self.y)
+        with torch.no_grad():
+            raw = self.prior.decode(z, cond)
+        if reason == "max_iterations" and self.feature_layers:
+            raw, reason = self.optimise_features(z)
+        return self.select(self.prior.output_map(raw), reason)
 
     def _cond(self, y: torch.Tensor) -> torch.Tensor | None:
         return y if self.prior.conditional else None
@@ -248,8 +311,11 @@ class _Search:
         return torch.cat(outs)
 
     def loss(self, z: torch.Tensor) -> torch.Tensor:
+        return self.loss_raw(self.prior.decode(z, self._cond(self.y)))
+
+    def loss_raw(self, raw: torch.Tensor) -> torch.Tensor:
+        """The summed attack loss of raw generator output (one row per candidate)."""
         cfg = self.cfg
-        raw = self.prior.decode(z, self._cond(self.y))
         x = self.prior.output_map(raw)
         views = [x] + [
             random_transform(x, self.gen, min_scale=cfg.min_crop, hflip=cfg.hflip)
@@ -285,6 +351,48 @@ class _Search:
                 self.progress(step + 1, cfg.steps)
         return z.detach(), "max_iterations"
 
+    def optimise_features(self, z: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """IF-GMI's second stage: search each listed block's output features in turn, within an
+        L1 ball (radius relative to the features' L1 norm) around where the latent search left them.
+
+        Qiu et al., "A Closer Look at GAN Priors: Exploiting Intermediate Features for Enhanced
+        Model Inversion Attacks", ECCV 2024. Returns the raw generator output and a stop reason.
+        """
+        layers = self.feature_layers
+        with torch.no_grad():
+            h = self.prior.features(z, self._cond(self.y), layers[0])
+        done, reason = layers[0], "max_iterations"
+        for layer in layers:
+            with torch.no_grad():
+                h = self.prior.carry(h, done, layer)
+            done = layer
+            h, reason = self._feature_search(h, layer)
+            if reason != "max_iterations":
+                break
+        with torch.no_grad():
+            return self.prior.decode_features(h, done), reason
+
+    def _feature_search(self, h0: torch.Tensor, layer: int) -> tuple[torch.Tensor, str]:
+        cfg = self.cfg
+        radius = cfg.feature_radius * h0.reshape(len(h0), -1).abs().sum(1)
+        delta = torch.zeros_like(h0, requires_grad=True)
+        opt = torch.optim.Adam([delta], lr=cfg.feature_step_size)
+        for _ in range(cfg.feature_steps):
+            if self.deadline is not None and time.perf_counter() >= self.deadline:
+                return (h0 + delta).detach(), "time_budget"
+            try:
+                raw = self.prior.decode_features(h0 + delta, layer)
+                (grad,) = torch.autograd.grad(self.loss_raw(raw), [delta])
+            except QueryBudgetExceededError:
+                return (h0 + delta).detach(), "query_budget"
+            opt.zero_grad(set_to_none=True)
+            delta.grad = grad
+            opt.step()
+            with torch.no_grad():
+                delta.copy_(project_l1_ball(delta, radius))
+            self.steps_done += 1
+        return (h0 + delta).detach(), "max_iterations"
+
     def _project(self, z: torch.Tensor) -> None:
         """Keep latents where the generator was trained: a box, or inside the typical-set sphere."""
         if self.cfg.latent_bound is not None:
@@ -293,11 +401,10 @@ class _Search:
         radius = math.sqrt(z.shape[1])
         z.mul_((radius / z.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0))
 
-    def select(self, z: torch.Tensor, reason: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+    def select(self, x: torch.Tensor, reason: str) -> tuple[torch.Tensor, torch.Tensor, str]:
         """Final selection: per class, the candidate most confident under random transformations."""
         cfg, k, n_cls = self.cfg, self.cfg.candidates, len(self.classes)
         with torch.no_grad():
-            x = self.prior(z, self._cond(self.y))
             conf = torch.zeros(n_cls * k)
             try:
                 conf = self._confidence(x, self.y)
@@ -354,6 +461,22 @@ class PPA(_LatentSearch):
 
 
 @dataclass(frozen=True, kw_only=True)
+class IFGMI(_LatentSearch):
+    """IF-GMI (Qiu et al., ECCV 2024) on PPA's latent search: after the latent stage, the outputs
+    of the generator's hidden blocks ``feature_layers`` are searched in turn, each within an L1
+    ball around where the latent stage left them. A prior whose generator is not a DCGAN (an
+    exported program) exposes no features: the attack is then PPA, and ``extra`` says so.
+
+    Defaults (blocks 2 and 3, radius 0.05 of the features' L1 norm, 20 steps each) were chosen on
+    the tuning half of the faces zoo's convolutional models: the highest mean verdict among the
+    settings that lower no judge and keep at least half of PPA's detected faces (README)."""
+
+    name: ClassVar[str] = "ifgmi"
+    features_optional: ClassVar[bool] = True
+    feature_layers: tuple[int, ...] = (2, 3)
+
+
+@dataclass(frozen=True, kw_only=True)
 class PLGMI(_LatentSearch):
     """PLG-MI's attack (Yuan et al. 2023): max-margin latent search in a class-conditional
     generator trained with the target's pseudo-labels; needs a conditional prior."""
@@ -365,5 +488,6 @@ class PLGMI(_LatentSearch):
 GENERATIVE_ATTACKS: dict[str, Callable[..., _LatentSearch]] = {
     GMI.name: GMI,
     PPA.name: PPA,
+    IFGMI.name: IFGMI,
     PLGMI.name: PLGMI,
 }

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invguard.errors import InvalidParameterError, check_float
+from invguard.priors.dcgan import DCGANGenerator
 
 ImageShape = tuple[int, int, int]
 Box = tuple[float, float, float, float]  # top, bottom, left, right, as fractions of the output
@@ -165,6 +166,36 @@ class ImagePrior:
         else:
             out = self.generator(z)
         return out
+
+    @property
+    def feature_blocks(self) -> int:
+        """Hidden generator blocks whose outputs can be searched (IF-GMI); 0 for a black box."""
+        g = self.generator
+        return g.num_blocks if isinstance(g, DCGANGenerator) else 0
+
+    def features(self, z: torch.Tensor, y: torch.Tensor | None, blocks: int) -> torch.Tensor:
+        """The generator's features after ``blocks`` hidden blocks (see :attr:`feature_blocks`)."""
+        g = self._split_generator(blocks)
+        if self.conditional and y is None:
+            raise InvalidParameterError(f"prior '{self.name}' is conditional: pass classes y")
+        return g.head(z, y, blocks)
+
+    def carry(self, h: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Features after ``start`` blocks carried on to those after ``stop`` blocks."""
+        return self._split_generator(stop).step(h, start, stop)
+
+    def decode_features(self, h: torch.Tensor, blocks: int) -> torch.Tensor:
+        """Raw generator output from the features after ``blocks`` hidden blocks."""
+        return self._split_generator(blocks).tail(h, blocks)
+
+    def _split_generator(self, blocks: int) -> DCGANGenerator:
+        g = self.generator
+        if not isinstance(g, DCGANGenerator) or not 0 <= blocks <= g.num_blocks:
+            raise InvalidParameterError(
+                f"prior '{self.name}' exposes features after 0 to {self.feature_blocks} "
+                f"generator blocks, got {blocks}"
+            )
+        return g
 
     def __call__(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images in the target's input space for latents ``z`` (differentiable)."""

@@ -57,12 +57,31 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(ngf, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
 
+    @property
+    def num_blocks(self) -> int:
+        """Hidden blocks (transposed convolution, batch norm, ReLU) before the output layer."""
+        return (len(self.main) - 2) // 3
+
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.tail(self.head(z, y, self.num_blocks), self.num_blocks)
+
+    def head(self, z: torch.Tensor, y: torch.Tensor | None, blocks: int) -> torch.Tensor:
+        """The features after the first ``blocks`` hidden blocks (0: the latent as a 1x1 map)."""
         if self.embed is not None:
             if y is None:
                 raise InvalidParameterError("this generator is conditional: pass classes y")
             z = torch.cat([z, self.embed(y)], dim=1)
-        out: torch.Tensor = self.main(z[:, :, None, None])
+        out: torch.Tensor = self.main[: 3 * blocks](z[:, :, None, None])
+        return out
+
+    def step(self, h: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Features after ``start`` hidden blocks carried on to those after ``stop`` blocks."""
+        out: torch.Tensor = self.main[3 * start : 3 * stop](h)
+        return out
+
+    def tail(self, h: torch.Tensor, blocks: int) -> torch.Tensor:
+        """The image from the features after ``blocks`` hidden blocks (see :meth:`head`)."""
+        out: torch.Tensor = self.main[3 * blocks :](h)
         return out
 
 
