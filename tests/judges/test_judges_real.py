@@ -7,10 +7,12 @@ import pytest
 
 from invguard.attacks import InversionRequest, MIFace
 from invguard.data import ImageDataset
+from invguard.errors import InvalidParameterError
 from invguard.judges import (
     JudgePanel,
     PixelStructureJudge,
     calibrate,
+    face_detection_rate,
     face_embedding_available,
     judge_images,
     pairwise_ssim,
@@ -27,6 +29,16 @@ def test_pairwise_ssim_matches_the_pair_metric(faces: ImageDataset) -> None:
     p = pairwise_ssim(q, g)
     ref = ssim(np.repeat(q, len(g), 0), np.tile(g, (len(q), 1, 1, 1))).reshape(len(q), -1)
     np.testing.assert_allclose(p, ref, atol=1e-4)
+
+
+@pytest.mark.skipif(not face_embedding_available(), reason="needs invguard[faces]")
+def test_face_detector_finds_the_photos_and_not_noise_or_grey(faces: ImageDataset) -> None:
+    assert face_detection_rate(faces.x_test[:40]) >= 0.95
+    noise = np.random.default_rng(5).random((20, *faces.image_shape), dtype=np.float32)
+    assert face_detection_rate(noise) == 0.0
+    assert face_detection_rate(np.full((4, *faces.image_shape), 0.5, np.float32)) == 0.0
+    with pytest.raises(InvalidParameterError, match="face detection"):
+        face_detection_rate(faces.x_test[:0])
 
 
 def test_pixel_judge_names_held_out_photos_and_abstains_on_noise(faces: ImageDataset) -> None:

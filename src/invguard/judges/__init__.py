@@ -18,7 +18,11 @@ from invguard.judges.evaluate import (
     judge_run,
     run_calibration,
 )
-from invguard.judges.face_embedding import FaceEmbeddingJudge, face_embedding_available
+from invguard.judges.face_embedding import (
+    FaceEmbeddingJudge,
+    face_detection_rate,
+    face_embedding_available,
+)
 from invguard.judges.panel import (
     MIN_AGREE,
     VERDICT_RULE,
@@ -47,6 +51,7 @@ __all__ = [
     "PixelStructureJudge",
     "agreement",
     "calibrate",
+    "face_detection_rate",
     "face_embedding_available",
     "fooling_images",
     "headline",
