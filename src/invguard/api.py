@@ -66,7 +66,8 @@ def invert(
     ``"log_probabilities"``; ``normalize=(mean, std)`` when it takes ``(x - mean) / std`` per
     channel, while the attack works in pixel space [0, 1]); it runs in eval mode and gets its own
     train/eval mode back after.
-    ``prior`` is the image generator for the generative-prior attacks (``PPA``, ``GMI``, ``PLGMI``).
+    ``prior`` is the image generator for the generative-prior attacks (``IFGMI``, ``PPA``,
+    ``GMI``, ``PLGMI``).
     """
     with preserved_mode(model):
         if isinstance(model, nn.Module):

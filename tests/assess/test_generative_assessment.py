@@ -21,7 +21,7 @@ from invguard.assess.registry import (
     select_attacks,
 )
 from invguard.assess.systems import BuiltTarget, expand_attacks, prior_fingerprint
-from invguard.attacks.generative import PPA
+from invguard.attacks.generative import IFGMI, PPA
 from invguard.cli import main
 from invguard.data import ImageDataset
 from invguard.models import ModelCache, build_model
@@ -40,6 +40,7 @@ def test_registry_entries_rules_references_and_budgets() -> None:
         ("ppa", "IG-MI-005", "PPA, Struppek et al. 2022"),
         ("gmi", "IG-MI-006", "GMI, Zhang et al. 2020"),
         ("plg", "IG-MI-007", "PLG-MI, Yuan et al. 2023"),
+        ("ifgmi", "IG-MI-008", "IF-GMI, Qiu et al. 2024"),
     ):
         info = ATTACK_REGISTRY[name]
         assert (info.rule_id, info.access, info.iterations_field) == (rule, "white-box", "steps")
@@ -78,19 +79,20 @@ def test_registry_entries_rules_references_and_budgets() -> None:
 
     rules = {r["id"]: r for r in _rules({})}
     assert rules["IG-MI-005"]["name"] == "PpaModelInversion"
+    assert rules["IG-MI-008"]["name"] == "IfgmiModelInversion"
     assert {"OWASP-ML03", "AML.T0024.001"} <= set(rules["IG-MI-007"]["properties"]["tags"])
 
 
-def test_auto_runs_ppa_for_convolutional_models_where_a_prior_exists(
+def test_auto_runs_ifgmi_for_convolutional_models_where_a_prior_exists(
     faces: ImageDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cnn = build_model("cnn", faces.image_shape, faces.num_classes)
     mlp = build_model("mlp", faces.image_shape, faces.num_classes)
 
     chosen, skipped = select_attacks(WHITE, has_auxiliary=False, model=cnn, faces=True)
-    assert chosen == ["ppa", "miface-zo"]
+    assert chosen == ["ifgmi", "miface-zo"]
     reasons = _reasons(skipped)
-    assert reasons["miface"] == reasons["gmi"] == reasons["plg"] == AUTO_WHITE_BOX_RULE
+    assert reasons["miface"] == reasons["ppa"] == reasons["plg"] == AUTO_WHITE_BOX_RULE
 
     chosen, _ = select_attacks(WHITE, has_auxiliary=False, model=mlp, faces=True)
     assert chosen == ["miface", "miface-zo"]  # MLP and softmax targets keep MI-FACE
@@ -98,12 +100,12 @@ def test_auto_runs_ppa_for_convolutional_models_where_a_prior_exists(
     # a CNN on data with no prior to search (not faces, no public images): MI-FACE, and why
     chosen, skipped = select_attacks(WHITE, has_auxiliary=False, model=cnn, faces=False)
     assert chosen[0] == "miface"
-    assert _reasons(skipped)["ppa"] == (
+    assert _reasons(skipped)["ifgmi"] == (
         "needs an image prior: set the system's 'auxiliary' (public images to train one); "
         "auto runs miface instead"
     )
     chosen, _ = select_attacks(WHITE, has_auxiliary=True, model=cnn, faces=False)
-    assert chosen[0] == "ppa"  # a DCGAN trained on the auxiliary images
+    assert chosen[0] == "ifgmi"  # a DCGAN trained on the auxiliary images
 
     from invguard.errors import DataError
 
@@ -113,10 +115,10 @@ def test_auto_runs_ppa_for_convolutional_models_where_a_prior_exists(
     monkeypatch.setattr("invguard.attacks.priors_setup.public_face_weights_path", missing)
     chosen, skipped = select_attacks(WHITE, has_auxiliary=False, model=cnn, faces=True)
     assert chosen[0] == "miface"
-    assert PUBLIC_FACE_INSTALL in _reasons(skipped)["ppa"]
+    assert PUBLIC_FACE_INSTALL in _reasons(skipped)["ifgmi"]
 
 
-def test_auto_expands_to_ppa_with_the_iteration_budget_as_steps(faces: ImageDataset) -> None:
+def test_auto_expands_to_ifgmi_with_the_iteration_budget_as_steps(faces: ImageDataset) -> None:
     system = SystemConfig.model_validate(
         {
             "id": "cnn",
@@ -128,12 +130,17 @@ def test_auto_expands_to_ppa_with_the_iteration_budget_as_steps(faces: ImageData
     model = build_model("cnn", faces.image_shape, faces.num_classes)
     built = BuiltTarget(TorchTarget(model, input_shape=faces.image_shape), {}, "fingerprint")
     expanded, skipped = expand_attacks(system, built, faces)
-    assert [a.name for a in expanded.attacks] == ["ppa", "miface-zo"]
-    ppa = expanded.attacks[0]
-    assert ppa.seeds == [0, 1]
-    attack = build_attack(ppa.name, ppa.params, ppa.budget)
-    assert isinstance(attack, PPA)
-    assert attack.steps == 10
+    assert [a.name for a in expanded.attacks] == ["ifgmi", "miface-zo"]
+    ifgmi = expanded.attacks[0]
+    assert ifgmi.seeds == [0, 1]
+    attack = build_attack(ifgmi.name, ifgmi.params, ifgmi.budget)
+    assert isinstance(attack, IFGMI)
+    assert (attack.steps, attack.feature_steps) == (10, 10)  # each stage within the budget
+    listed = build_attack(
+        "ifgmi", {"feature_layers": [3], "feature_steps": 5}, Budget(iterations=8)
+    )
+    assert isinstance(listed, IFGMI)
+    assert (listed.feature_layers, listed.steps, listed.feature_steps) == ((3,), 8, 5)
     assert {s["attack"] for s in skipped} >= {"miface", "gmi", "plg"}
 
 
@@ -162,7 +169,7 @@ def _write(tmp_path: Path, system: dict[str, Any]) -> Path:
          "conditional GAN on, pseudo-labelled by the target: set the system's 'auxiliary'"),
         (_system(attacks=[{"name": "miface"}, {"name": "miface", "prior": "trained"}]),
          "systems[0].attacks[1].prior: attack 'miface' takes no prior: 'prior' applies to the "
-         "generative-prior attacks ppa and gmi"),
+         "generative-prior attacks ifgmi, ppa and gmi"),
         (_system(attacks=[{"name": "plg", "prior": "trained"}],
                  auxiliary={"builtin": "att-faces-public10"}),
          "systems[0].attacks[0].prior: attack 'plg' takes no prior"),

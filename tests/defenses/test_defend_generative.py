@@ -1,5 +1,5 @@
 """Generative-prior attacks in the defence evaluation: the white-box suite follows the ``auto`` rule
-(PPA for convolutional models, MI-FACE for the others), the image prior is prepared once and shared
+(IF-GMI for convolutional models, MI-FACE for the others), the image prior is prepared once and shared
 by every model (PLG-MI's for each model), a prior that cannot be prepared is reported on its row
 (fast), and a small PPA through `invguard defend evaluate` on the faces CNN (slow)."""
 
@@ -47,7 +47,7 @@ def _built(arch: str, faces: ImageDataset) -> BuiltTarget:
 def test_white_box_suite_follows_the_auto_rule(faces: ImageDataset) -> None:
     only_api = _system([{"name": "miface-zo"}])
     white, black = attack_suites(only_api, _built("cnn", faces), False, faces)
-    assert list(white) == ["ppa"]  # a CNN: the generative-prior attack, public face generator
+    assert list(white) == ["ifgmi"]  # a CNN: the generative-prior attack, public face generator
     assert list(black) == ["miface-zo"]
     white, _ = attack_suites(only_api, _built("mlp", faces), False, faces)
     assert list(white) == ["miface"]  # MLP and softmax targets keep MI-FACE

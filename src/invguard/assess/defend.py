@@ -3,7 +3,7 @@
 Config entries become defence objects here (with one-line errors naming the parameter); the attack
 suites come from the system's own attacks (white-box ones against training-time defences, the others
 against output defences), or from the registry's defaults when the system lists none of a kind (for
-the white-box kind the ``auto`` rule: PPA for a convolutional model, MI-FACE otherwise).
+the white-box kind the ``auto`` rule: IF-GMI for a convolutional model, MI-FACE otherwise).
 Results are stored in the history file under a content address, so a second run reuses them.
 
 The generative-prior attacks' image priors depend on the public data only, so each is prepared once
@@ -76,7 +76,7 @@ def attack_suites(
 ) -> tuple[dict[str, Attack], dict[str, Attack]]:
     """(white-box, black-box) attacks for the evaluation: the system's own attacks of each kind
     (with their params and budgets), or the registry's defaults for a kind the system lists none of:
-    for the white-box kind the one ``auto`` picks (PPA for a convolutional model when it can get
+    for the white-box kind the one ``auto`` picks (IF-GMI for a convolutional model when it can get
     an image prior, MI-FACE otherwise), for the black-box kind every one the data allow.
     """
 

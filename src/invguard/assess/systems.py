@@ -503,7 +503,7 @@ def expand_attacks(
     system: SystemConfig, built: BuiltTarget, dataset: ImageDataset
 ) -> tuple[SystemConfig, list[dict[str, str]]]:
     """Replace ``auto`` entries with the attacks the target's access allows (one white-box attack:
-    PPA for a convolutional PyTorch model, MI-FACE otherwise); list the skipped."""
+    IF-GMI for a convolutional PyTorch model, MI-FACE otherwise); list the skipped."""
     from torch import nn
 
     from invguard.assess.config import Budget

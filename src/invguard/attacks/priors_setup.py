@@ -1,6 +1,6 @@
 """Choosing a generative attack and preparing its image prior for a target.
 
-``auto`` picks the generative-prior attack (PPA) for models with convolutions, where input-space
+``auto`` picks the generative-prior attack (IF-GMI) for models with convolutions, where input-space
 inversion stays at chance (README, "Defaults across a zoo"), and MI-FACE otherwise. The prior is the
 public face generator for face data when it is installed, else a DCGAN trained on the attacker's
 public images; PLG-MI trains a conditional GAN on public images pseudo-labelled by the target.
@@ -25,7 +25,7 @@ from invguard.targets.base import DifferentiableTarget, Target
 if TYPE_CHECKING:
     from invguard.priors.train import GanConfig
 
-GENERATIVE_NAMES = ("ppa", "gmi", "plg")
+GENERATIVE_NAMES = ("ifgmi", "ppa", "gmi", "plg")
 PRIOR_KINDS = ("auto", "public-faces", "trained")
 PLG_PER_CLASS = 30
 ProgressFn = Callable[[int, int], None]
@@ -40,10 +40,11 @@ def has_convolutions(model: nn.Module) -> bool:
 
 
 def choose_attack(requested: str, model: nn.Module | None) -> str:
-    """``requested`` unless it is ``auto``: PPA for convolutional models, MI-FACE otherwise."""
+    """``requested`` unless it is ``auto``: IF-GMI (PPA's latent search, then the generator's
+    intermediate features) for convolutional models, MI-FACE otherwise."""
     if requested != "auto":
         return requested
-    return "ppa" if model is not None and has_convolutions(model) else "miface"
+    return "ifgmi" if model is not None and has_convolutions(model) else "miface"
 
 
 def model_fingerprint(model: nn.Module) -> str:

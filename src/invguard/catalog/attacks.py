@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from invguard.attacks.blackbox import MIFaceZO
-from invguard.attacks.generative import GMI, PLGMI, PPA
+from invguard.attacks.generative import GMI, IFGMI, PLGMI, PPA
 from invguard.attacks.label_only import BoundaryRepulsion
 from invguard.attacks.learned import LearnedInversion
 from invguard.attacks.miface import MIFace
@@ -63,6 +63,16 @@ ATTACK_REGISTRY: dict[str, AttackInfo] = {
         rule_id="IG-MI-005",
         title="Training identities reconstructed in a public image generator's latent space "
         "(PPA, Struppek et al. 2022)",
+        iterations_field="steps",
+        needs_prior=True,
+    ),
+    "ifgmi": AttackInfo(
+        name="ifgmi",
+        cls=IFGMI,
+        access="white-box",
+        rule_id="IG-MI-008",
+        title="Training identities reconstructed in a public image generator's latent space and "
+        "intermediate features (IF-GMI, Qiu et al. 2024)",
         iterations_field="steps",
         needs_prior=True,
     ),
@@ -141,7 +151,10 @@ TABULAR_ATTACKS: dict[str, TabularAttackInfo] = {
 def build_attack(
     name: str, params: dict[str, Any], budget: IterationBudget | None = None
 ) -> Attack:
-    """The attack object for a config entry; ``ValueError`` (one line) on any invalid parameter."""
+    """The attack object for a config entry; ``ValueError`` (one line) on any invalid parameter.
+
+    An iteration budget sets the attack's iterations field; for IF-GMI it also caps the steps of
+    each feature stage, so that no stage runs longer than the budget."""
     info = ATTACK_REGISTRY[name]
     fields = {f.name for f in dataclasses.fields(info.cls) if f.init}
     unknown = sorted(set(params) - fields)
@@ -155,8 +168,12 @@ def build_attack(
         if info.iterations_field is None:
             raise ValueError(f"attack {name!r} has no iteration budget; use queries or seconds")
         kwargs[info.iterations_field] = budget.iterations
-    if "bounds" in kwargs and isinstance(kwargs["bounds"], list):
-        kwargs["bounds"] = tuple(kwargs["bounds"])
+        if "feature_steps" in fields and info.cls.feature_layers:
+            default = kwargs.get("feature_steps", info.cls.feature_steps)
+            kwargs["feature_steps"] = min(default, budget.iterations)
+    for key in ("bounds", "feature_layers"):  # YAML and JSON give lists
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = tuple(kwargs[key])
     try:
         attack: Attack = info.cls(**kwargs)
     except InvalidParameterError as exc:
@@ -165,7 +182,7 @@ def build_attack(
 
 
 AUTO_WHITE_BOX_RULE = (
-    "auto runs one white-box attack: ppa for models with convolutions, miface otherwise "
+    "auto runs one white-box attack: ifgmi for models with convolutions, miface otherwise "
     "(list this attack by name to run it as well)"
 )
 
@@ -176,7 +193,7 @@ def auto_white_box(
     """The white-box attack ``auto`` runs, and why each other white-box attack is not run.
 
     The rule of ``invguard attack --attack auto`` (:func:`~invguard.attacks.priors_setup.choose_attack`):
-    PPA for models with convolutions, MI-FACE otherwise; PPA only where it can get an image prior
+    IF-GMI for models with convolutions, MI-FACE otherwise; IF-GMI only where it can get an image prior
     (the public face generator for face data, else one trained on the auxiliary images), MI-FACE
     where it cannot.
     """
@@ -206,7 +223,7 @@ def select_attacks(
     faces: bool = False,
 ) -> tuple[list[str], list[dict[str, str]]]:
     """Capability-driven choice: every registered attack the target's access allows (strongest
-    access first, as registered) with one white-box attack (:func:`auto_white_box`: PPA for a
+    access first, as registered) with one white-box attack (:func:`auto_white_box`: IF-GMI for a
     convolutional ``model``, MI-FACE otherwise), and those skipped with the reason."""
     chosen: list[str] = []
     skipped: list[dict[str, str]] = []

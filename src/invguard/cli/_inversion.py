@@ -17,7 +17,7 @@ from invguard.errors import InvalidParameterError
 # Function-level imports below are for laziness: parsers are built without torch.
 
 ModelOutput = Literal["logits", "probabilities", "log_probabilities"]
-ATTACK_CHOICES = ("auto", "miface", "ppa", "gmi", "plg")
+ATTACK_CHOICES = ("auto", "miface", "ifgmi", "ppa", "gmi", "plg")
 MIFACE_FIELDS = (
     "max_iterations",
     "step_size",
@@ -49,7 +49,7 @@ def add_miface(p: argparse.ArgumentParser) -> None:
         "--aux",
         help=".npz of auxiliary (public) images: --start mean, or the generator's training data",
     )
-    g = p.add_argument_group("generative-prior attacks (ppa, gmi, plg)")
+    g = p.add_argument_group("generative-prior attacks (ifgmi, ppa, gmi, plg)")
     g.add_argument(
         "--prior",
         default="auto",

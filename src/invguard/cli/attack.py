@@ -61,7 +61,7 @@ def add_attack_parser(sub: SubParsers) -> None:
         "--attack",
         choices=ATTACK_CHOICES,
         default="auto",
-        help="auto: PPA (generative prior) for convolutional models, else MI-FACE",
+        help="auto: IF-GMI (generative prior) for convolutional models, else MI-FACE",
     )
     p.add_argument(
         "--data",

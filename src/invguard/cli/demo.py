@@ -19,7 +19,7 @@ def add_demo_parser(sub: SubParsers) -> None:
         "--attack",
         choices=ATTACK_CHOICES,
         default="auto",
-        help="auto: PPA with the public face generator for convolutional models, else MI-FACE",
+        help="auto: IF-GMI with the public face generator for convolutional models, else MI-FACE",
     )
     p.add_argument(
         "--out", default="invguard-report", help="report folder (default invguard-report)"
