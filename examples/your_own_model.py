@@ -5,8 +5,9 @@ an InvGuard reference architecture), trained here on the AT&T faces (46x56 grey,
 saved as
 
 * ``mine.pt2``, a ``torch.export`` program (a graph plus raw weights: InvGuard loads it without
-  unpickling anything), attacked white-box with gradients: PPA in the latent space of the public
-  face generator, the attack ``auto`` picks for a model with convolutions (MI-FACE's pixel-space
+  unpickling anything), attacked white-box with gradients: IF-GMI in the latent space and the
+  intermediate features of the public face generator, the attack ``auto`` picks for a model with
+  convolutions (MI-FACE's pixel-space
   search finds nothing in a CNN, see the README);
 * ``mine.safetensors``, weights for the factory ``my_cnn:build`` (your own code, rebuilt by
   InvGuard), attacked the same way: same predictions and the same reconstructions as the program;
@@ -35,7 +36,7 @@ from torch import nn
 
 from invguard.api import invert, verdict
 from invguard.attacks import MIFaceZO
-from invguard.attacks.generative import PPA
+from invguard.attacks.generative import IFGMI
 from invguard.data import ImageDataset, load_att_faces
 from invguard.errors import InvGuardError
 from invguard.models.loading import load_user_model
@@ -152,9 +153,9 @@ def main() -> None:
         + f" (largest logit gap program vs factory {gap:.2e})"
     )
 
-    # (a) and (b): white-box PPA with the public face generator, the same seed on both sources
+    # (a) and (b): white-box IF-GMI with the public face generator, the same seed on both sources
     classes = list(range(10)) if args.quick else None
-    white = PPA(steps=20, pool_size=256) if args.quick else PPA()
+    white = IFGMI(steps=20, pool_size=256) if args.quick else IFGMI()
     prior = load_public_face_prior(data.image_shape)
     results = {}
     sources = {
@@ -173,7 +174,7 @@ def main() -> None:
         )
         judged = verdict(result, data, target=source)
         results[label] = result
-        print(verdict_line(f"{name}, white-box PPA", judged, time.perf_counter() - t))
+        print(verdict_line(f"{name}, white-box IF-GMI", judged, time.perf_counter() - t))
     diff = float(
         np.abs(results["program"].reconstructions - results["factory"].reconstructions).max()
     )
