@@ -1,0 +1,105 @@
+"""IF-GMI's feature-stage settings on the faces zoo's convolutional models: tune half, held-out half.
+
+For each setting (``feature_layers`` and ``feature_radius``; ``none`` is PPA, no feature stage) and
+each convolutional zoo model (``benchmarks/_zoo_models.py``, 40 AT&T identities, the public face
+prior, seed 0): every judge's top-1, the verdict and the share of reconstructions in which dlib's
+face detector finds a face. The rule that chose the defaults: on the tuning half, the highest mean
+verdict among settings that lower no judge's mean against PPA and keep at least half of PPA's
+detected faces; the held-out half is only reported.
+
+    python benchmarks/tune_ifgmi.py --settings "none;2,3@0.05;2,3@0.1;2,3@0.2;3@0.1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import cache, table
+from _zoo_models import ZOO, get_model, split_of
+
+from invguard.attacks import InversionRequest
+from invguard.attacks.generative import IFGMI, PPA
+from invguard.data import load_builtin
+from invguard.judges import face_detection_rate, judge_run, reference_panel
+from invguard.priors import load_public_face_prior
+from invguard.targets import TorchTarget
+
+
+def _attack(setting: str) -> PPA | IFGMI:
+    """``none`` (PPA) or ``LAYERS@RADIUS`` such as ``2,3@0.05``."""
+    if setting == "none":
+        return PPA()
+    layers, radius = setting.split("@")
+    return IFGMI(
+        feature_layers=tuple(int(v) for v in layers.split(",")), feature_radius=float(radius)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", default="none;2,3@0.05;2,3@0.1;2,3@0.2;3@0.1")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    data = load_builtin("att-faces")
+    panel, _, _ = reference_panel(data, cache=cache())
+    prior = load_public_face_prior(data.image_shape)
+    rows: list[dict[str, object]] = []
+    for index, spec in enumerate(ZOO):
+        if spec.family != "conv":
+            continue
+        half = split_of(index)
+        zm = get_model(spec, half, data, Path(cache().root) / "zoo")
+        for setting in args.settings.split(";"):
+            target = TorchTarget(zm.model, input_shape=data.image_shape)
+            result = _attack(setting).run(target, InversionRequest(prior=prior), rng=0)
+            s = judge_run(panel, data, result.reconstructions, result.classes, target).summary()
+            row: dict[str, object] = {"half": half, "model": spec.name, "setting": setting}
+            row["verdict"] = f"{s['verdict_top1']:.3f}"
+            row.update({name: f"{j['top1']:.3f}" for name, j in s["judges"].items()})
+            row["faces detected"] = f"{face_detection_rate(result.reconstructions):.3f}"
+            row["seconds"] = f"{result.seconds:.1f}"
+            print("  " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+            rows.append(row)
+    print()
+    print(table(rows, list(rows[0])))
+    print()
+    print(table(_means(rows), ["half", "setting", "verdict", "faces detected", "lowers a judge"]))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+def _means(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Per half and setting: mean verdict, mean faces detected, and whether any judge's mean is
+    below PPA's (``none``) in that half."""
+    judges = [k for k in rows[0] if k not in {"half", "model", "setting", "seconds"}]
+    out: list[dict[str, object]] = []
+    for half in dict.fromkeys(str(r["half"]) for r in rows):
+        mean: dict[str, dict[str, float]] = {}
+        for setting in dict.fromkeys(str(r["setting"]) for r in rows):
+            sel = [r for r in rows if r["half"] == half and r["setting"] == setting]
+            mean[setting] = {j: float(np.mean([float(str(r[j])) for r in sel])) for j in judges}
+        base = mean.get("none")
+        for setting, m in mean.items():
+            lowers = (
+                ""
+                if base is None
+                else ", ".join(
+                    j for j in judges if j not in {"verdict", "faces detected"} and m[j] < base[j]
+                )
+            )
+            out.append(
+                {
+                    "half": half,
+                    "setting": setting,
+                    "verdict": f"{m['verdict']:.3f}",
+                    "faces detected": f"{m['faces detected']:.3f}",
+                    "lowers a judge": lowers or "no",
+                }
+            )
+    return out
+
+
+if __name__ == "__main__":
+    main()
