@@ -9,6 +9,7 @@ import torch
 from invguard.attacks import InversionRequest
 from invguard.attacks.generative import (
     GMI,
+    IFGMI,
     PLGMI,
     PPA,
     identity_loss,
@@ -221,3 +222,19 @@ def test_feature_stage_raises_confidence_within_the_ball(
         PPA(feature_layers=(1,)).run(
             target, InversionRequest(prior=_prior(digits.image_shape)), rng=0
         )
+
+
+def test_ifgmi_on_a_prior_without_features_is_ppa(
+    digits: ImageDataset, digits_mlp: TrainedModel
+) -> None:
+    prior = _prior(digits.image_shape)  # not a DCGAN: no intermediate features to search
+    target = TorchTarget(digits_mlp.model, input_shape=digits.image_shape)
+    ifgmi = IFGMI(steps=5, pool_size=32).run(target, InversionRequest(prior=prior), rng=1)
+    ppa = PPA(steps=5, pool_size=32).run(target, InversionRequest(prior=prior), rng=1)
+    assert ifgmi.extra["feature_layers"] == []
+    assert np.array_equal(ifgmi.reconstructions, ppa.reconstructions)
+    staged = IFGMI(steps=5, pool_size=32).run(
+        target, InversionRequest(prior=_dcgan_prior(digits.image_shape)), rng=1
+    )
+    assert staged.extra["feature_layers"] == [2, 3]
+    assert int(staged.iterations[0]) == 5 + 2 * IFGMI.feature_steps
