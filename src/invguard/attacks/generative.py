@@ -274,11 +274,11 @@ class _Search:
             reason = "query_budget"
         if reason == "max_iterations":
             z, reason = self.optimise(z)
-        cond = self._cond(self.y)
-        with torch.no_grad():
-            raw = self.prior.decode(z, cond)
         if reason == "max_iterations" and self.feature_layers:
             raw, reason = self.optimise_features(z)
+        else:
+            with torch.no_grad():
+                raw = self.prior.decode(z, self._cond(self.y))
         return self.select(self.prior.output_map(raw), reason)
 
     def _cond(self, y: torch.Tensor) -> torch.Tensor | None:

@@ -168,7 +168,7 @@ def build_attack(
         if info.iterations_field is None:
             raise ValueError(f"attack {name!r} has no iteration budget; use queries or seconds")
         kwargs[info.iterations_field] = budget.iterations
-        if "feature_steps" in fields and info.cls.feature_layers:
+        if "feature_steps" in fields and kwargs.get("feature_layers", info.cls.feature_layers):
             default = kwargs.get("feature_steps", info.cls.feature_steps)
             kwargs["feature_steps"] = min(default, budget.iterations)
     for key in ("bounds", "feature_layers"):  # YAML and JSON give lists
