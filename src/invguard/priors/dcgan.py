@@ -63,15 +63,19 @@ class DCGANGenerator(nn.Module):
         return (len(self.main) - 2) // 3
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.tail(self.head(z, y, self.num_blocks), self.num_blocks)
+        out: torch.Tensor = self.main(self._input(z, y))
+        return out
 
-    def head(self, z: torch.Tensor, y: torch.Tensor | None, blocks: int) -> torch.Tensor:
-        """The features after the first ``blocks`` hidden blocks (0: the latent as a 1x1 map)."""
+    def _input(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         if self.embed is not None:
             if y is None:
                 raise InvalidParameterError("this generator is conditional: pass classes y")
             z = torch.cat([z, self.embed(y)], dim=1)
-        out: torch.Tensor = self.main[: 3 * blocks](z[:, :, None, None])
+        return z[:, :, None, None]
+
+    def head(self, z: torch.Tensor, y: torch.Tensor | None, blocks: int) -> torch.Tensor:
+        """The features after the first ``blocks`` hidden blocks (0: the latent as a 1x1 map)."""
+        out: torch.Tensor = self.main[: 3 * blocks](self._input(z, y))
         return out
 
     def step(self, h: torch.Tensor, start: int, stop: int) -> torch.Tensor:
