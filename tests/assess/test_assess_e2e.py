@@ -22,6 +22,7 @@ from invguard.assess.findings import measure_leakage, severity_of
 from invguard.attacks import InversionRequest, MIFace
 from invguard.cli import main
 from invguard.data import ImageDataset
+from invguard.judges import face_embedding_available
 from invguard.metrics import Evaluator, evaluate_inversion
 from invguard.models import ModelCache, TrainedModel
 from invguard.targets import TorchTarget
@@ -58,7 +59,10 @@ def test_findings_match_the_measured_metrics(
     faces_evaluator: Evaluator,
     model_cache: ModelCache,
 ) -> None:
-    _, report = assessed
+    root, report = assessed
+    if face_embedding_available():
+        html = (root / "invguard-assessment" / "assessment.html").read_text()
+        assert '<th class="num">faces detected</th>' in html
     for system, model in (("faces-mlp", faces_mlp), ("faces-softmax", faces_softmax)):
         finding = _measured(report, system)
         ev = finding["evidence"]
@@ -75,6 +79,10 @@ def test_findings_match_the_measured_metrics(
         assert set(ev["judges"]) == set(judged["judges"])
         assert ev["calibration"]["artefacts"]["verdict_top1"] <= 0.05
         assert ev["calibration"]["held_out"]["verdict_top1"] >= 0.9
+        if face_embedding_available():  # the face detector's rate beside the judges
+            assert ev["faces_detected"] == pytest.approx(judged["faces_detected"])
+            assert ev["calibration"]["held_out"]["faces_detected"] >= 0.95
+            assert ev["calibration"]["noise"]["faces_detected"] == 0.0
         # severity and risk follow the documented rules
         leak = measure_leakage(ev["top1_accuracy"], 40, ev["identities_attacked"])
         assert finding["severity"] == severity_of(leak)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from invguard.cli import main
+from invguard.judges import face_embedding_available
 from invguard.models import ModelCache
 from invguard.review import export_sheet
 
@@ -37,6 +38,14 @@ def test_demo_writes_a_report_with_all_40_identities(
     html = (out / "report.html").read_text()
     assert html.count("<img ") == 80
     assert "Judges and calibration rows" in html
+    if face_embedding_available():  # the face detector's naturalness column, beside the judges
+        assert "faces detected" in stdout
+        assert "<th>faces detected</th>" in html
+        assert j["faces_detected"] >= 0.2  # MI-FACE on the MLP: measured 0.450
+        assert j["calibration"]["held_out"]["faces_detected"] >= 0.95
+        assert j["calibration"]["noise"]["faces_detected"] == 0.0
+        found = [row["face_detected"] for row in data["per_class"]]
+        assert sum(found) == round(j["faces_detected"] * 40)
     assert (out / "gallery.png").stat().st_size > 10_000
     # the report folder feeds a blind human review sheet
     sheet, key = export_sheet(out)

@@ -72,6 +72,8 @@ def test_digits_panel_has_three_families_and_calibration_holds(
         assert s["calibration"][row]["verdict_top1"] <= 2 * chance, row
     assert s["calibration"]["held_out"]["verdict_top1"] >= 0.9
     assert s["verdict_top1"] >= 0.5  # MI-FACE recovers digits from an MLP
+    assert "faces_detected" not in s  # no face judge, no face detector
+    assert "faces_detected" not in s["calibration"]["held_out"]
 
 
 @pytest.mark.slow
@@ -97,3 +99,8 @@ def test_faces_panel_calibration_rows_and_verdict(
         assert s["calibration"]["noise"]["judges"][name]["top1"] <= 3 * chance, name
     assert s["calibration"]["class_mean"]["judges"]["pixel-ssim"]["top1"] >= 0.9
     assert s["verdict_top1"] >= 0.6  # the MLP leaks (measured 1.0)
+    if face_embedding_available():  # the detector's rate of every image set, beside the judges
+        assert s["calibration"]["held_out"]["faces_detected"] >= 0.95
+        for row in ("noise", "grey", "artefacts"):
+            assert s["calibration"][row]["faces_detected"] == 0.0, row
+        assert 0.0 < s["faces_detected"] <= 1.0

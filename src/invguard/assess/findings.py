@@ -120,6 +120,11 @@ def verdict_of(outcome: dict[str, Any]) -> float:
     return float(m.get("verdict_top1", m["top1_accuracy"]))
 
 
+def _faces(d: dict[str, Any]) -> dict[str, float]:
+    """The face detector's rate of an image set, when the judgement has one (face data)."""
+    return {"faces_detected": round(d["faces_detected"], 6)} if "faces_detected" in d else {}
+
+
 def judges_evidence(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per-judge top-1, reliability and calibration rows of the first seed's job, for evidence."""
     j = outcomes[0]["metrics"].get("judgement")
@@ -135,9 +140,11 @@ def judges_evidence(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
             row: {
                 "verdict_top1": round(c["verdict_top1"], 6),
                 **{n: round(v["top1"], 6) for n, v in c["judges"].items()},
+                **_faces(c),
             }
             for row, c in j["calibration"].items()
         },
+        **_faces(j),
         "evaluation_model_top1": round(
             sum(float(o["metrics"]["top1_accuracy"]) for o in outcomes) / len(outcomes), 6
         ),

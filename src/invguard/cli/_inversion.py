@@ -91,6 +91,7 @@ def judgement_lines(j: dict[str, Any]) -> list[str]:
     """The verdict, each judge and the calibration rows as a small table."""
     names = list(j["judges"])
     width = max(12, *(len(n) for n in names))
+    faces = "faces_detected" in j  # face data: the detector's naturalness column
     lines = [
         f"  VERDICT top-1 {j['verdict_top1']:.3f} ({j['identities_reconstructed']} of "
         f"{j['identities']} identities; chance {j['chance_top1']:.3f}), top-5 "
@@ -99,16 +100,18 @@ def judgement_lines(j: dict[str, Any]) -> list[str]:
         "  "
         + "image set".ljust(14)
         + "".join(n.rjust(width + 2) for n in names)
-        + "verdict".rjust(9),
+        + "verdict".rjust(9)
+        + ("faces detected".rjust(16) if faces else ""),
     ]
 
-    def row(label: str, per: dict[str, Any], verdict: float) -> str:
+    def row(label: str, per: dict[str, Any], verdict: float, detected: float | None) -> str:
         cells = "".join(f"{per[n]['top1']:.3f}".rjust(width + 2) for n in names)
-        return "  " + label.ljust(14) + cells + f"{verdict:.3f}".rjust(9)
+        tail = "" if not faces else ("-" if detected is None else f"{detected:.3f}").rjust(16)
+        return "  " + label.ljust(14) + cells + f"{verdict:.3f}".rjust(9) + tail
 
-    lines.append(row("reconstructed", j["judges"], j["verdict_top1"]))
+    lines.append(row("reconstructed", j["judges"], j["verdict_top1"], j.get("faces_detected")))
     for name, c in j["calibration"].items():
-        lines.append(row(name, c["judges"], c["verdict_top1"]))
+        lines.append(row(name, c["judges"], c["verdict_top1"], c.get("faces_detected")))
     lines.append(
         "  "
         + "status".ljust(14)
@@ -116,6 +119,8 @@ def judgement_lines(j: dict[str, Any]) -> list[str]:
     )
     for n in j.get("notes", []):
         lines.append(f"  note: {n}")
+    if faces:
+        lines.append(f"  faces detected: {j['faces_detected_note']}")
     return lines
 
 

@@ -160,12 +160,20 @@ def judgement_markdown(head: str, j: dict[str, Any]) -> str:
     from invguard.cli._common import markdown_table
 
     names = list(j["judges"])
+    faces = "faces_detected" in j
+
+    def detected(d: dict[str, Any]) -> list[str]:
+        value = d.get("faces_detected")
+        return [] if not faces else ["-" if value is None else f"{value:.3f}"]
+
     rows = [["reconstructed", *(f"{j['judges'][n]['top1']:.3f}" for n in names)]]
-    rows[0].append(f"{j['verdict_top1']:.3f}")
+    rows[0] += [f"{j['verdict_top1']:.3f}", *detected(j)]
     for name, c in j["calibration"].items():
         rows.append([name, *(f"{c['judges'][n]['top1']:.3f}" for n in names)])
-        rows[-1].append(f"{c['verdict_top1']:.3f}")
-    rows.append(["status", *(str(j["judges"][n]["status"]) for n in names), ""])
+        rows[-1] += [f"{c['verdict_top1']:.3f}", *detected(c)]
+    rows.append(
+        ["status", *(str(j["judges"][n]["status"]) for n in names), "", *([""] if faces else [])]
+    )
     lines = [
         f"# {head}",
         "",
@@ -174,7 +182,11 @@ def judgement_markdown(head: str, j: dict[str, Any]) -> str:
         f"{j['verdict_top5']:.3f}; all judges agree on {j['unanimous_top1']:.3f}"
         + (" (degraded: fewer than 2 reliable judges)" if j["degraded"] else ""),
         "",
-        markdown_table(["image set", *names, "verdict"], rows),
+        markdown_table(
+            ["image set", *names, "verdict", *(["faces detected"] if faces else [])], rows
+        ),
     ]
     lines += [f"\n- note: {n}" for n in j.get("notes", [])]
+    if faces:
+        lines.append(f"\n- faces detected: {j['faces_detected_note']}")
     return "\n".join(lines)

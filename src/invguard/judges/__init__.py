@@ -21,6 +21,7 @@ from invguard.judges.evaluate import (
 from invguard.judges.face_embedding import (
     FaceEmbeddingJudge,
     face_detection_rate,
+    face_detections,
     face_embedding_available,
 )
 from invguard.judges.panel import (
@@ -52,6 +53,7 @@ __all__ = [
     "agreement",
     "calibrate",
     "face_detection_rate",
+    "face_detections",
     "face_embedding_available",
     "fooling_images",
     "headline",

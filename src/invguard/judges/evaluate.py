@@ -21,11 +21,23 @@ from invguard.judges.calibration import (
     fresh_gradient_view,
     reliability,
 )
+from invguard.judges.face_embedding import face_detection_rate, face_detections
 from invguard.judges.panel import VERDICT_RULE, JudgePanel, PanelJudgement, agreement, combine
 from invguard.metrics.evaluate import InversionMetrics
 from invguard.targets.base import GradientTarget, Target
 
 CALIBRATION_SEED = 20_150_101  # calibration noise is the same in every run, so rows compare
+RECONSTRUCTIONS = "reconstructions"
+FACES_NOTE = (
+    "share of images in which dlib's HOG face detector finds a face: a naturalness check that "
+    "knows no identity and does not vote (real photos about 1.0, noise 0.0)"
+)
+
+
+def detects_faces(panel: JudgePanel) -> bool:
+    """True when the panel judges faces (it has a face-embedding judge, so dlib is installed):
+    the judgement then also reports :func:`face_detection_rate` of every image set."""
+    return any(getattr(j, "family", "") == "face embedding" for j in panel.judges)
 
 
 @dataclass
@@ -38,6 +50,8 @@ class Judgement:
     judges: list[dict[str, Any]]
     calibration_notes: dict[str, str] = field(default_factory=dict)
     panel_notes: list[str] = field(default_factory=list)
+    faces_detected: dict[str, float] = field(default_factory=dict)
+    face_found: NDArray[np.bool_] | None = None  # per reconstruction, with faces_detected
 
     @property
     def unreliable(self) -> list[str]:
@@ -47,6 +61,7 @@ class Judgement:
         """JSON-ready totals: verdict, each judge, each calibration row (top-1/top-5 per judge)."""
         rec = self.reconstructions
         k = rec.num_classes
+        faces = self.faces_detected
         return {
             "rule": VERDICT_RULE,
             "verdict_top1": float(rec.verdict_top1.mean()),
@@ -70,6 +85,7 @@ class Judgement:
                     "verdict_top5": float(j.verdict_top5.mean()),
                     "judges": {n: v.summary() for n, v in j.votes.items()},
                     "note": self.calibration_notes.get(row, ""),
+                    **({"faces_detected": faces[row]} if row in faces else {}),
                 }
                 for row, j in self.calibration.items()
             },
@@ -80,6 +96,11 @@ class Judgement:
             },
             "judge_info": self.judges,
             "notes": self.panel_notes,
+            **(
+                {"faces_detected": faces[RECONSTRUCTIONS], "faces_detected_note": FACES_NOTE}
+                if RECONSTRUCTIONS in faces
+                else {}
+            ),
             **({"human": rec.summary()["human_reviewed"]} if rec.human is not None else {}),
         }
 
@@ -98,6 +119,8 @@ class Judgement:
                     for n, v in rec.votes.items()
                 },
             }
+            if self.face_found is not None:
+                row["face_detected"] = bool(self.face_found[i])
             if rec.human is not None and rec.human[i] >= 0:
                 row["human"] = "same" if rec.human[i] == 1 else "different"
             rows.append(row)
@@ -111,6 +134,7 @@ class Calibration:
     images: CalibrationSet
     votes: dict[str, dict[str, JudgeVotes]]
     reliability: dict[str, dict[str, Any]]
+    faces_detected: dict[str, float] = field(default_factory=dict)
 
     @property
     def unreliable(self) -> list[str]:
@@ -126,7 +150,12 @@ def calibrate(panel: JudgePanel, images: CalibrationSet) -> Calibration:
             {r: v[name].top1 for r, v in rows.items()}, panel.num_classes
         )
         rel[name] = {"status": status, **evidence}
-    return Calibration(images=images, votes=rows, reliability=rel)
+    faces = (
+        {r: face_detection_rate(x) for r, x in images.images.items() if len(x)}
+        if detects_faces(panel)
+        else {}
+    )
+    return Calibration(images=images, votes=rows, reliability=rel, faces_detected=faces)
 
 
 def judge_images(
@@ -149,6 +178,7 @@ def judge_images(
         unreliable: list[str] = []
         cal: dict[str, PanelJudgement] = {}
         notes: dict[str, str] = {}
+        faces: dict[str, float] = {}
     else:
         rel = calibration.reliability
         unreliable = calibration.unreliable
@@ -157,6 +187,10 @@ def judge_images(
             for r, v in calibration.votes.items()
         }
         notes = dict(calibration.images.notes)
+        faces = dict(calibration.faces_detected)
+    found = face_detections(images) if detects_faces(panel) and len(images) else None
+    if found is not None:
+        faces[RECONSTRUCTIONS] = float(found.mean())
     rec = combine(panel.votes(images, classes), classes, unreliable=unreliable, human=human)
     return Judgement(
         reconstructions=rec,
@@ -165,6 +199,8 @@ def judge_images(
         judges=panel.info(),
         calibration_notes=notes,
         panel_notes=list(panel.notes),
+        faces_detected=faces,
+        face_found=found,
     )
 
 
