@@ -279,6 +279,32 @@ def test_judge_formats(
     _one_line(err, "'judge' has no sarif output")
 
 
+@pytest.mark.slow
+def test_judge_markdown_on_faces_has_the_face_detector_column(
+    tmp_path: Path, model_cache: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from invguard.data import load_builtin
+    from invguard.judges import face_embedding_available
+
+    if not face_embedding_available():
+        pytest.skip("needs invguard[faces]")
+    ds = load_builtin("att-faces")
+    first = np.array([np.flatnonzero(ds.y_test == c)[0] for c in range(ds.num_classes)])
+    np.save(tmp_path / "held.npy", ds.x_test[first])
+    code, out, _ = run_cli(["judge", str(tmp_path / "held.npy"), "--cache-dir",
+                            str(model_cache.root), "-q", "--format", "markdown"], capsys)  # fmt: skip
+    assert code == 0
+    header = next(line for line in out.splitlines() if line.startswith("| image set"))
+    assert header.rstrip().endswith("| verdict | faces detected |")
+    row = next(line for line in out.splitlines() if line.startswith("| reconstructed"))
+    assert row.rstrip().endswith("| 1.000 |")  # every held-out photo is a face
+    noise = next(line for line in out.splitlines() if line.startswith("| noise"))
+    assert noise.rstrip().endswith("| 0.000 |")
+    assert "- faces detected: share of images" in out
+
+
 def test_defend_evaluate_exits_1_when_a_requested_defence_failed(
     tmp_path: Path, model_cache: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -142,7 +142,7 @@ class _LatentSearch(AttackBase):
         target = _differentiable(ctx.target, self.name)
         prior = self._check_prior(ctx.request.prior, target)
         n = len(ctx.classes)
-        search = _Search(
+        search = self._search_type()(
             self,
             target,
             prior,
@@ -163,6 +163,10 @@ class _LatentSearch(AttackBase):
                 "feature_layers": list(search.feature_layers),
             },
         )
+
+    def _search_type(self) -> type[_Search]:
+        """The search state class (an ablation may swap in a subclass with another loss)."""
+        return _Search
 
     def _check_prior(self, prior: ImagePrior | None, target: Target) -> ImagePrior:
         if prior is None:
