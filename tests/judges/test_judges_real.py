@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -39,6 +41,24 @@ def test_face_detector_finds_the_photos_and_not_noise_or_grey(faces: ImageDatase
     assert face_detection_rate(np.full((4, *faces.image_shape), 0.5, np.float32)) == 0.0
     with pytest.raises(InvalidParameterError, match="face detection"):
         face_detection_rate(faces.x_test[:0])
+
+
+@pytest.mark.skipif(not face_embedding_available(), reason="needs invguard[faces]")
+def test_face_judge_caches_its_detections_by_content(faces: ImageDataset, tmp_path: Path) -> None:
+    from invguard.judges import FaceEmbeddingJudge, face_detections
+
+    x = np.concatenate([faces.x_test[:6], np.full((2, *faces.image_shape), 0.5, np.float32)])
+    pick = np.array([np.flatnonzero(faces.y_train == c)[0] for c in (0, 1)])
+    gallery, labels = faces.x_train[pick], np.array([0, 1])  # a two-person gallery is enough
+    judge = FaceEmbeddingJudge(gallery, labels, 2, cache_dir=tmp_path)
+    found = judge.detect(x)
+    np.testing.assert_array_equal(found, face_detections(x))
+    assert found[:6].all()
+    assert not found[6:].any()
+    assert len(list((tmp_path / "embeddings").glob("faces-x4-*.npy"))) == 1
+    again = FaceEmbeddingJudge(gallery, labels, 2, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.detect(x), found)  # read back from the folder
+    assert judge.detect(x[:0]).shape == (0,)
 
 
 def test_pixel_judge_names_held_out_photos_and_abstains_on_noise(faces: ImageDataset) -> None:

@@ -21,7 +21,7 @@ from invguard.judges.calibration import (
     fresh_gradient_view,
     reliability,
 )
-from invguard.judges.face_embedding import face_detection_rate, face_detections
+from invguard.judges.face_embedding import FaceEmbeddingJudge
 from invguard.judges.panel import VERDICT_RULE, JudgePanel, PanelJudgement, agreement, combine
 from invguard.metrics.evaluate import InversionMetrics
 from invguard.targets.base import GradientTarget, Target
@@ -34,10 +34,14 @@ FACES_NOTE = (
 )
 
 
-def detects_faces(panel: JudgePanel) -> bool:
-    """True when the panel judges faces (it has a face-embedding judge, so dlib is installed):
-    the judgement then also reports :func:`face_detection_rate` of every image set."""
-    return any(getattr(j, "family", "") == "face embedding" for j in panel.judges)
+def face_detector(panel: JudgePanel) -> FaceEmbeddingJudge | None:
+    """The panel's face-embedding judge, when it judges faces (so dlib is installed): the
+    judgement then also reports the face detector's rate of every image set (it does not vote)."""
+    for judge in panel.judges:
+        inner = getattr(judge, "inner", judge)  # an open-set judge wraps the face embedding
+        if isinstance(inner, FaceEmbeddingJudge):
+            return inner
+    return None
 
 
 @dataclass
@@ -150,10 +154,11 @@ def calibrate(panel: JudgePanel, images: CalibrationSet) -> Calibration:
             {r: v[name].top1 for r, v in rows.items()}, panel.num_classes
         )
         rel[name] = {"status": status, **evidence}
+    detector = face_detector(panel)
     faces = (
-        {r: face_detection_rate(x) for r, x in images.images.items() if len(x)}
-        if detects_faces(panel)
-        else {}
+        {}
+        if detector is None
+        else {r: float(detector.detect(x).mean()) for r, x in images.images.items() if len(x)}
     )
     return Calibration(images=images, votes=rows, reliability=rel, faces_detected=faces)
 
@@ -188,7 +193,8 @@ def judge_images(
         }
         notes = dict(calibration.images.notes)
         faces = dict(calibration.faces_detected)
-    found = face_detections(images) if detects_faces(panel) and len(images) else None
+    detector = face_detector(panel)
+    found = detector.detect(images) if detector is not None and len(images) else None
     if found is not None:
         faces[RECONSTRUCTIONS] = float(found.mean())
     rec = combine(panel.votes(images, classes), classes, unreliable=unreliable, human=human)

@@ -31,6 +31,7 @@ from invguard.judges.base import FloatArray, best_per_class, check_gallery
 CHIP_SIZE = 150
 WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 EMBEDDING_VERSION = 1  # bump when the chip preparation changes, so cached embeddings are not reused
+DETECTION_SCALE = 4  # images are enlarged this many times before the HOG face detector runs
 
 
 def dlib_weights_path() -> Path:
@@ -73,7 +74,7 @@ def face_chips(images: np.ndarray) -> list[NDArray[np.uint8]]:
     return chips
 
 
-def face_detections(images: np.ndarray, *, scale: int = 4) -> NDArray[np.bool_]:
+def face_detections(images: np.ndarray, *, scale: int = DETECTION_SCALE) -> NDArray[np.bool_]:
     """For each of ``images``, whether dlib's HOG frontal face detector finds a face in it.
 
     A naturalness check that knows no identity (Dalal and Triggs, CVPR 2005; dlib's detector,
@@ -100,7 +101,7 @@ def face_detections(images: np.ndarray, *, scale: int = 4) -> NDArray[np.bool_]:
     return found
 
 
-def face_detection_rate(images: np.ndarray, *, scale: int = 4) -> float:
+def face_detection_rate(images: np.ndarray, *, scale: int = DETECTION_SCALE) -> float:
     """The share of ``images`` in which dlib's HOG face detector finds a face
     (:func:`face_detections`): real AT&T photos score 1.0, noise and grey 0.0."""
     return float(face_detections(images, scale=scale).mean())
@@ -188,6 +189,19 @@ class FaceEmbeddingJudge:
         out = np.asarray([np.asarray(d, dtype=np.float32) for d in desc], dtype=np.float32)
         self._store.put(key, out)
         return out
+
+    def detect(self, images: np.ndarray) -> NDArray[np.bool_]:
+        """:func:`face_detections` of ``images``, cached by their content like the descriptors
+        (the calibration rows repeat from run to run)."""
+        if len(images) == 0:
+            return np.zeros(0, dtype=np.bool_)
+        key = f"faces-x{DETECTION_SCALE}-" + EmbeddingStore.key(images)
+        hit = self._store.get(key)
+        if hit is not None and hit.shape == (len(images),):
+            return hit > 0.5
+        found = face_detections(images, scale=DETECTION_SCALE)
+        self._store.put(key, found.astype(np.float32))
+        return found
 
     def scores(self, images: FloatArray) -> NDArray[np.float64]:
         e = self.embed(images).astype(np.float64)
