@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from invguard.data import ImageDataset, load_att_faces
 from invguard.metrics import Evaluator
@@ -41,3 +43,13 @@ def table(rows: list[dict[str, object]], columns: list[str]) -> str:
         for row in cells
     ]
     return "\n".join(out)
+
+
+def judged_cells(summary: Mapping[str, Any]) -> dict[str, object]:
+    """One judged run's verdict, each judge's top-1 and, on face data, the face detector's rate
+    (``Judgement.summary()`` holds it for a panel with a face judge)."""
+    cells: dict[str, object] = {"verdict": f"{summary['verdict_top1']:.3f}"}
+    cells.update({name: f"{j['top1']:.3f}" for name, j in summary["judges"].items()})
+    if "faces_detected" in summary:
+        cells["faces detected"] = f"{summary['faces_detected']:.3f}"
+    return cells

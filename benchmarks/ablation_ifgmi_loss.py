@@ -28,14 +28,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _common import cache, table
+from _common import cache, judged_cells, table
 from _zoo_models import ZOO, get_model, split_of
 from torch import nn
 
 from invguard.attacks import InversionRequest
 from invguard.attacks.generative import IFGMI, _Search, identity_loss, random_transform
 from invguard.data import load_builtin
-from invguard.judges import face_detection_rate, judge_run, reference_panel
+from invguard.judges import judge_run, reference_panel
 from invguard.models.architectures import Standardize, small_cnn
 from invguard.priors import ImagePrior, load_public_face_prior
 from invguard.targets import TorchTarget
@@ -206,9 +206,7 @@ def main() -> None:
                 recon = result.reconstructions
                 s = judge_run(panel, data, recon, result.classes, target).summary()
                 row: dict[str, object] = {"model": spec.name, "lever": lever, "seed": seed}
-                row["verdict"] = f"{s['verdict_top1']:.3f}"
-                row.update({n: f"{j['top1']:.3f}" for n, j in s["judges"].items()})
-                row["faces detected"] = f"{face_detection_rate(recon):.3f}"
+                row.update(judged_cells(s))
                 row["seconds"] = f"{prep + result.seconds:.1f}"
                 print("  " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
                 rows.append(row)

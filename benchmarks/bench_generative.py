@@ -41,7 +41,7 @@ from invguard.attacks import InversionRequest, MIFace
 from invguard.attacks.generative import GMI, IFGMI, PLGMI, PPA
 from invguard.attacks.priors_setup import prepare_prior, trained_prior_config
 from invguard.data import ImageDataset, load_builtin, load_builtin_auxiliary
-from invguard.judges import face_detection_rate, is_face_data, judge_run, reference_panel
+from invguard.judges import is_face_data, judge_run, reference_panel
 from invguard.judges.calibration import public_lookalikes
 from invguard.models import train_target
 from invguard.priors import ImagePrior, load_public_face_prior
@@ -256,8 +256,8 @@ def _judged_row(
     for jname, j in s["judges"].items():
         row[jname] = f"{j['top1']:.3f}"
     row["unanimous"] = f"{s['unanimous_top1']:.3f}"
-    if is_face_data(dataset):  # naturalness: does a face detector see a face at all?
-        row["faces detected"] = f"{face_detection_rate(result.reconstructions):.3f}"
+    if "faces_detected" in s:  # naturalness: does a face detector see a face at all?
+        row["faces detected"] = f"{s['faces_detected']:.3f}"
     return row
 
 

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import cache, table
+from _common import cache, judged_cells, table
 from _zoo_models import ZOO, get_model, split_of
 
 from invguard.attacks import InversionRequest
 from invguard.attacks.generative import IFGMI, PPA
 from invguard.data import load_builtin
-from invguard.judges import face_detection_rate, judge_run, reference_panel
+from invguard.judges import judge_run, reference_panel
 from invguard.priors import load_public_face_prior
 from invguard.targets import TorchTarget
 
@@ -57,9 +57,7 @@ def main() -> None:
             result = _attack(setting).run(target, InversionRequest(prior=prior), rng=0)
             s = judge_run(panel, data, result.reconstructions, result.classes, target).summary()
             row: dict[str, object] = {"half": half, "model": spec.name, "setting": setting}
-            row["verdict"] = f"{s['verdict_top1']:.3f}"
-            row.update({name: f"{j['top1']:.3f}" for name, j in s["judges"].items()})
-            row["faces detected"] = f"{face_detection_rate(result.reconstructions):.3f}"
+            row.update(judged_cells(s))
             row["seconds"] = f"{result.seconds:.1f}"
             print("  " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
             rows.append(row)
