@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -395,3 +396,13 @@ def get_model(spec: ZooSpec, split: Split, dataset: ImageDataset, root: Path) ->
         key=key,
         from_cache=from_cache,
     )
+
+
+def conv_models(
+    dataset: ImageDataset, root: Path, names: tuple[str, ...] | None = None
+) -> Iterator[ZooModel]:
+    """The zoo's convolutional members (only ``names`` if given), trained or loaded from ``root``,
+    each with its tune / held-out split."""
+    for index, spec in enumerate(ZOO):
+        if spec.family == "conv" and (names is None or spec.name in names):
+            yield get_model(spec, split_of(index), dataset, root)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from _common import cache, judged_cells, table
-from _zoo_models import ZOO, get_model, split_of
+from _zoo_models import conv_models
 from torch import nn
 
 from invguard.attacks import InversionRequest
@@ -191,11 +191,8 @@ def main() -> None:
     panel, _, _ = reference_panel(data, cache=cache())
     prior = load_public_face_prior(data.image_shape)
     rows: list[dict[str, object]] = []
-    for index, spec in enumerate(ZOO):
-        if spec.name not in args.models.split(","):
-            continue
-        zm = get_model(spec, split_of(index), data, Path(cache().root) / "zoo")
-        model = zm.model.eval()
+    for zm in conv_models(data, Path(cache().root) / "zoo", tuple(args.models.split(","))):
+        spec, model = zm.spec, zm.model.eval()
         for lever in args.levers.split(";"):
             t0 = time.perf_counter()
             attack = _LeverIFGMI(state=_state(lever, model, prior))

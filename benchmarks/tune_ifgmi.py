@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import cache, judged_cells, table
-from _zoo_models import ZOO, get_model, split_of
+from _zoo_models import conv_models
 
 from invguard.attacks import InversionRequest
 from invguard.attacks.generative import IFGMI, PPA
@@ -47,11 +47,8 @@ def main() -> None:
     panel, _, _ = reference_panel(data, cache=cache())
     prior = load_public_face_prior(data.image_shape)
     rows: list[dict[str, object]] = []
-    for index, spec in enumerate(ZOO):
-        if spec.family != "conv":
-            continue
-        half = split_of(index)
-        zm = get_model(spec, half, data, Path(cache().root) / "zoo")
+    for zm in conv_models(data, Path(cache().root) / "zoo"):
+        half, spec = zm.split, zm.spec
         for setting in args.settings.split(";"):
             target = TorchTarget(zm.model, input_shape=data.image_shape)
             result = _attack(setting).run(target, InversionRequest(prior=prior), rng=0)
