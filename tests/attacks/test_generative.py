@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from invguard.attacks.generative import (
     IFGMI,
     PLGMI,
     PPA,
+    _Search,
     identity_loss,
     project_l1_ball,
     random_transform,
@@ -230,7 +233,9 @@ def test_ifgmi_on_a_prior_without_features_is_ppa(
     prior = _prior(digits.image_shape)  # not a DCGAN: no intermediate features to search
     target = TorchTarget(digits_mlp.model, input_shape=digits.image_shape)
     ifgmi = IFGMI(steps=5, pool_size=32).run(target, InversionRequest(prior=prior), rng=1)
-    ppa = PPA(steps=5, pool_size=32).run(target, InversionRequest(prior=prior), rng=1)
+    ppa = PPA(steps=5, pool_size=32, candidates=2, final="mean").run(
+        target, InversionRequest(prior=prior), rng=1
+    )
     assert ifgmi.extra["feature_layers"] == []
     assert np.array_equal(ifgmi.reconstructions, ppa.reconstructions)
     staged = IFGMI(steps=5, pool_size=32).run(
@@ -238,3 +243,34 @@ def test_ifgmi_on_a_prior_without_features_is_ppa(
     )
     assert staged.extra["feature_layers"] == [2, 3]
     assert int(staged.iterations[0]) == 5 + 2 * IFGMI.feature_steps
+
+
+def test_final_mean_averages_each_class_candidates(
+    digits: ImageDataset, digits_mlp: TrainedModel
+) -> None:
+    seen: list[torch.Tensor] = []
+
+    class Recording(_Search):
+        def select(self, x: torch.Tensor, reason: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+            seen.append(x.clone())
+            return super().select(x, reason)
+
+    @dataclass(frozen=True, kw_only=True)
+    class RecordingPPA(PPA):
+        def _search_type(self) -> type[_Search]:
+            return Recording
+
+    target = TorchTarget(digits_mlp.model, input_shape=digits.image_shape)
+    request = InversionRequest(prior=_prior(digits.image_shape), classes=[1, 4])
+    res = RecordingPPA(steps=5, candidates=3, pool_size=64, final="mean").run(
+        target, request, rng=0
+    )
+    expected = seen[0].view(2, 3, *digits.image_shape).mean(1)
+    assert np.allclose(res.reconstructions, expected.numpy(), atol=1e-6)
+    assert res.extra["final"] == "mean"
+    probs = target.predict(res.reconstructions)
+    assert np.allclose(res.target_confidence, probs[[0, 1], [1, 4]], atol=1e-5)
+    # pool 64 + 5 steps x 6 latents x 2 views + one final look at the 2 averages
+    assert res.queries == 64 + 5 * 6 * 2 + 2
+    with pytest.raises(InvalidParameterError, match="'final'"):
+        PPA(final="median")  # type: ignore[arg-type]

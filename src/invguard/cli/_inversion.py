@@ -59,6 +59,12 @@ def add_miface(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, help="latent optimisation steps")
     g.add_argument("--candidates", type=int, help="latents optimised per class")
     g.add_argument("--pool-size", type=int, help="random latents scored for the initial selection")
+    g.add_argument(
+        "--final",
+        choices=("select", "mean"),
+        help="each class's final image: the most confident candidate (select) or the candidates' "
+        "pixel mean (mean; IF-GMI's default)",
+    )
     g = p.add_argument_group("judging")
     g.add_argument(
         "--closed-set",
@@ -81,7 +87,7 @@ def attack_from_args(args: argparse.Namespace, name: str) -> Any:
 
     overrides = {
         field: getattr(args, field)
-        for field in ("steps", "candidates", "pool_size")
+        for field in ("steps", "candidates", "pool_size", "final")
         if getattr(args, field, None) is not None
     }
     return GENERATIVE_ATTACKS[name](**overrides)
