@@ -53,3 +53,12 @@ def judged_cells(summary: Mapping[str, Any]) -> dict[str, object]:
     if "faces_detected" in summary:
         cells["faces detected"] = f"{summary['faces_detected']:.3f}"
     return cells
+
+
+def judged_row(
+    keys: Mapping[str, object], summary: Mapping[str, Any], seconds: float
+) -> dict[str, object]:
+    """``keys``, the judged cells (:func:`judged_cells`) and the seconds, printed as one line."""
+    row: dict[str, object] = {**keys, **judged_cells(summary), "seconds": f"{seconds:.1f}"}
+    print("  " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    return row

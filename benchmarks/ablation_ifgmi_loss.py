@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _common import cache, judged_cells, table
+from _common import cache, judged_row, table
 from _zoo_models import conv_models
 from torch import nn
 
@@ -202,11 +202,8 @@ def main() -> None:
                 result = attack.run(target, InversionRequest(prior=prior), rng=seed)
                 recon = result.reconstructions
                 s = judge_run(panel, data, recon, result.classes, target).summary()
-                row: dict[str, object] = {"model": spec.name, "lever": lever, "seed": seed}
-                row.update(judged_cells(s))
-                row["seconds"] = f"{prep + result.seconds:.1f}"
-                print("  " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-                rows.append(row)
+                keys = {"model": spec.name, "lever": lever, "seed": seed}
+                rows.append(judged_row(keys, s, prep + result.seconds))
     print()
     print(table(rows, list(rows[0])))
     print()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import cache, judged_cells, table
+from _common import cache, judged_row, table
 from _zoo_models import conv_models
 
 from invguard.attacks import InversionRequest
@@ -67,12 +67,8 @@ def main() -> None:
             target = TorchTarget(zm.model, input_shape=data.image_shape)
             result = _attack(setting).run(target, InversionRequest(prior=prior), rng=seed)
             s = judge_run(panel, data, result.reconstructions, result.classes, target).summary()
-            row: dict[str, object] = {"half": half, "model": spec.name, "setting": setting}
-            row["seed"] = seed
-            row.update(judged_cells(s))
-            row["seconds"] = f"{result.seconds:.1f}"
-            print("  " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-            rows.append(row)
+            keys = {"half": half, "model": spec.name, "setting": setting, "seed": seed}
+            rows.append(judged_row(keys, s, result.seconds))
     print()
     print(table(rows, list(rows[0])))
     print()
