@@ -1,6 +1,7 @@
 """Shared fixtures: real data sets and real models, trained once per test session.
 
-Set INVGUARD_TEST_CACHE to a folder to keep trained models between runs (CI starts empty). Under
+Set INVGUARD_TEST_CACHE to a folder to keep trained models between runs (CI starts empty, but the
+judges of the built-in data sets load from the package: invguard.models.shipped). Under
 pytest-xdist (``make test`` runs two workers) the workers share one cache folder, and its lock makes
 each model train once; each worker gets an equal share of the cores.
 """

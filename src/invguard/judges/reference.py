@@ -71,6 +71,7 @@ def reference_evaluator(
         "held_out_accuracy": trained.test_accuracy,
         "train_accuracy": trained.train_accuracy,
         "cache_key": trained.cache_key,
+        "weights": trained.source,  # trained now, from the model cache, or shipped in the package
     }
     return Evaluator(trained.model), info
 

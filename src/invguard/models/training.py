@@ -133,6 +133,7 @@ class TrainedModel:
     seconds: float
     cache_key: str = ""
     from_cache: bool = False
+    source: str = "trained"  # "trained" now, "cache" (the model cache) or "shipped" (the package)
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ from invguard.data.base import ImageDataset
 from invguard.errors import InvalidParameterError
 from invguard.models.architectures import ARCHITECTURES, TARGET_ARCHITECTURES, build_model
 from invguard.models.cache import ModelCache, cache_key, locked
+from invguard.models.shipped import load_shipped
 from invguard.models.training import (
     AugmentConfig,
     ProgressFn,
@@ -49,6 +50,35 @@ def evaluation_recipe(num_images: int, base: TrainConfig = EVALUATION_RECIPE) ->
     return dataclasses.replace(base, epochs=epochs)
 
 
+def _model_key(role: str, dataset: ImageDataset, arch: str, config: TrainConfig, seed: int) -> str:
+    return cache_key(
+        role=role,
+        dataset=dataset.fingerprint(),
+        arch=arch,
+        arch_version=ARCHITECTURES[arch].version,
+        config=config,
+        seed=seed,
+    )
+
+
+def evaluation_model_keys(dataset: ImageDataset, *, seed: int = 0) -> dict[str, str]:
+    """The cache keys under which the evaluation model and the second evaluation model of
+    ``dataset`` are stored (and shipped), by architecture; nothing is trained."""
+    n = len(dataset.y_train)
+    return {
+        EVALUATION_ARCH: _model_key(
+            "evaluation", dataset, EVALUATION_ARCH, evaluation_recipe(n), seed
+        ),
+        SECOND_EVALUATION_ARCH: _model_key(
+            "evaluation",
+            dataset,
+            SECOND_EVALUATION_ARCH,
+            evaluation_recipe(n, SECOND_EVALUATION_RECIPE),
+            seed,
+        ),
+    }
+
+
 def _get_or_train(
     *,
     role: str,
@@ -59,14 +89,7 @@ def _get_or_train(
     cache: ModelCache | None,
     progress: ProgressFn | None,
 ) -> TrainedModel:
-    key = cache_key(
-        role=role,
-        dataset=dataset.fingerprint(),
-        arch=arch,
-        arch_version=ARCHITECTURES[arch].version,
-        config=config,
-        seed=seed,
-    )
+    key = _model_key(role, dataset, arch, config, seed)
     with locked(cache, key):  # parallel processes sharing the cache train it once
         return _load_or_train(key, role, dataset, arch, config, seed, cache, progress)
 
@@ -81,9 +104,11 @@ def _load_or_train(
     cache: ModelCache | None,
     progress: ProgressFn | None,
 ) -> TrainedModel:
-    """Model ``key`` from ``cache``, else trained (and stored there)."""
+    """Model ``key`` from ``cache``, else the shipped weights, else trained (and stored in ``cache``)."""
     x, y = dataset.x_train, dataset.y_train
     hit = cache.load(key) if cache is not None else None
+    if hit is None:
+        hit = load_shipped(key)  # the judges of InvGuard's own data sets ship with the package
     if hit is not None:
         state, record = hit
         model = build_model(arch, dataset.image_shape, dataset.num_classes)
@@ -106,6 +131,7 @@ def _load_or_train(
                 seconds=float(record.get("seconds", 0.0)),
                 cache_key=key,
                 from_cache=True,
+                source=str(record.get("source", "cache")),
             )
     log.info("training %s model '%s' on %s (seed %d)", role, arch, dataset.name, seed)
     trained = train_classifier(
