@@ -7,7 +7,7 @@ face detector finds a face. The rule that chose the defaults: on the tuning half
 verdict among settings that lower no judge's mean against PPA and keep at least half of PPA's
 detected faces (and, for the final step, run within the 120 s goal); the held-out half is only
 reported. A setting may end in ``xK`` plus ``select`` or ``mean``: ``K`` candidates per class and
-the final step (PPA's selection, or their pixel mean); without it, IF-GMI's defaults.
+the final step (PPA's selection, their pixel mean, or their mean once aligned); without it, IF-GMI's defaults.
 
     python benchmarks/tune_ifgmi.py --settings "none;2,3@0.05;2,3@0.1;2,3@0.2;3@0.1"
     python benchmarks/tune_ifgmi.py --settings "2,3@0.05x1select;2,3@0.05x2mean;2,3@0.05x3mean" \
@@ -35,14 +35,14 @@ from invguard.targets import TorchTarget
 
 
 def _attack(setting: str) -> PPA | IFGMI:
-    """``none`` (PPA) or ``LAYERS@RADIUS[xK(select|mean)]`` such as ``2,3@0.05x2mean``."""
+    """``none`` (PPA) or ``LAYERS@RADIUS[xK(select|mean|aligned_mean)]`` such as ``2,3@0.05x2mean``."""
     if setting == "none":
         return PPA()
     layers, radius = setting.split("@")
     radius, _, final = radius.partition("x")
     extra: dict[str, Any] = {}
     if final:
-        mode = "mean" if final.endswith("mean") else "select"
+        mode = next(m for m in ("aligned_mean", "mean", "select") if final.endswith(m))
         extra = {"candidates": int(final.removesuffix(mode)), "final": mode}
     return IFGMI(
         feature_layers=tuple(int(v) for v in layers.split(",")),

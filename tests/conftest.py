@@ -32,9 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Under pytest-xdist, whole modules go to the workers in collection order (make test passes
 # --dist loadscope --no-loadscope-reorder), and this is that order. The first three modules each
-# train a different share of the judges that most others need (the 40 faces' evaluation model;
-# the 30-identity split's; the digits'), so that neither worker waits on the other's cache lock;
-# then the slow modules, then the rest, so that the two workers finish together.
+# train a different share of the targets that many others load from the shared model cache (the
+# judges ship with the package, models/shipped.py), so that neither worker waits long on the
+# other's cache lock; then the slow modules, then the rest, so that the two workers finish together.
 FIRST_MODULES = (
     "tests/assess/test_assess_e2e.py",
     "tests/attacks/test_label_only.py",

@@ -7,14 +7,17 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from invguard.attacks import InversionRequest
 from invguard.attacks.generative import (
+    FINAL_STEPS,
     GMI,
     IFGMI,
     PLGMI,
     PPA,
     _Search,
+    align_candidates,
     identity_loss,
     project_l1_ball,
     random_transform,
@@ -274,3 +277,20 @@ def test_final_mean_averages_each_class_candidates(
     assert res.queries == 64 + 5 * 6 * 2 + 2
     with pytest.raises(InvalidParameterError, match="'final'"):
         PPA(final="median")  # type: ignore[arg-type]
+
+
+def test_align_candidates_undoes_a_shift_and_a_mirror() -> None:
+    gen = torch.Generator().manual_seed(0)
+    base = F.avg_pool2d(torch.rand(3, 1, 24, 20, generator=gen), 3, 1, 1)  # smooth, like faces
+    moved = base.roll(2, dims=-1).flip(-1)  # two pixels right, then mirrored
+    aligned = align_candidates(torch.stack([base, moved], 1))
+    inner = (..., slice(3, -3), slice(3, -3))  # away from the edges the shift replicates
+    assert torch.allclose(aligned[:, 1][inner], base[inner], atol=1e-6)
+    assert torch.equal(aligned[:, 0], base)
+    assert torch.equal(align_candidates(base[:, None]), base[:, None])  # one candidate: as is
+
+
+def test_the_cli_offers_every_final_step() -> None:
+    from invguard.cli._inversion import FINAL_CHOICES
+
+    assert FINAL_CHOICES == FINAL_STEPS

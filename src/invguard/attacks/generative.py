@@ -49,9 +49,10 @@ from invguard.targets.base import Capability, DifferentiableTarget, QueryBudgetE
 
 IdentityLoss = Literal["cross_entropy", "margin", "poincare"]
 IDENTITY_LOSSES: tuple[IdentityLoss, ...] = ("cross_entropy", "margin", "poincare")
-FinalStep = Literal["select", "mean"]
-FINAL_STEPS: tuple[FinalStep, ...] = ("select", "mean")
+FinalStep = Literal["select", "mean", "aligned_mean"]
+FINAL_STEPS: tuple[FinalStep, ...] = ("select", "mean", "aligned_mean")
 _POOL_BATCH = 256
+ALIGN_SHIFT = 3  # pixels each way that final="aligned_mean" may shift a candidate
 
 
 def identity_loss(logits: torch.Tensor, y: torch.Tensor, kind: IdentityLoss) -> torch.Tensor:
@@ -213,6 +214,33 @@ class _LatentSearch(AttackBase):
                 f"'{prior.name}' has none (set prior_weight=0)"
             )
         return prior
+
+
+def align_candidates(x: torch.Tensor, max_shift: int = ALIGN_SHIFT) -> torch.Tensor:
+    """Candidates ``x`` of shape ``(classes, k, C, H, W)`` with each class's candidates after the
+    first shifted (up to ``max_shift`` pixels each way, edges replicated) and possibly mirrored so
+    that each correlates best (Pearson, over all pixels) with the first.
+
+    The searches run under random crops and flips, so two candidates of one identity can find the
+    same face a few pixels apart or mirrored; averaging them unaligned blurs it.
+    """
+    n, k, c, h, w = x.shape
+    if k == 1:
+        return x
+    s = max_shift
+    rest = x[:, 1:].reshape(n * (k - 1), c, h, w)
+    views = []
+    for v in (rest, rest.flip(-1)):
+        padded = F.pad(v, (s, s, s, s), mode="replicate")
+        views += [padded[..., dy : dy + h, dx : dx + w] for dy in range(2 * s + 1) for dx in range(2 * s + 1)]  # fmt: skip
+    stack = torch.stack(views, 1).view(n, k - 1, len(views), c * h * w)
+    stack_c = stack - stack.mean(-1, keepdim=True)
+    ref = x[:, :1].reshape(n, 1, 1, c * h * w)
+    ref_c = ref - ref.mean(-1, keepdim=True)
+    corr = (stack_c * ref_c).sum(-1) / (stack_c.norm(dim=-1) * ref_c.norm(dim=-1)).clamp_min(1e-12)
+    best = corr.argmax(2)  # (classes, k - 1)
+    chosen = stack.gather(2, best[..., None, None].expand(n, k - 1, 1, c * h * w)).squeeze(2)
+    return torch.cat([x[:, :1], chosen.view(n, k - 1, c, h, w)], 1)
 
 
 def _check_layers(layers: object) -> None:
@@ -416,7 +444,7 @@ class _Search:
         """The final step: per class, the candidate most confident under random transformations
         (``final="select"``, PPA's final selection), or the pixel mean of the class's candidates
         (``final="mean"``)."""
-        if self.cfg.final == "mean":
+        if self.cfg.final in ("mean", "aligned_mean"):
             return self.average(x, reason)
         cfg, k, n_cls = self.cfg, self.cfg.candidates, len(self.classes)
         with torch.no_grad():
@@ -451,7 +479,10 @@ class _Search:
         detail) averages out."""
         n_cls = len(self.classes)
         with torch.no_grad():
-            final = x.view(n_cls, self.cfg.candidates, *x.shape[1:]).mean(1)
+            grouped = x.view(n_cls, self.cfg.candidates, *x.shape[1:])
+            if self.cfg.final == "aligned_mean":
+                grouped = align_candidates(grouped)
+            final = grouped.mean(1)
             try:
                 conf = self._confidence(final, self.classes)
             except QueryBudgetExceededError:

@@ -18,6 +18,7 @@ from invguard.errors import InvalidParameterError
 
 ModelOutput = Literal["logits", "probabilities", "log_probabilities"]
 ATTACK_CHOICES = ("auto", "miface", "ifgmi", "ppa", "gmi", "plg")
+FINAL_CHOICES = ("select", "mean", "aligned_mean")  # attacks.generative.FINAL_STEPS, without torch
 MIFACE_FIELDS = (
     "max_iterations",
     "step_size",
@@ -61,9 +62,10 @@ def add_miface(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pool-size", type=int, help="random latents scored for the initial selection")
     g.add_argument(
         "--final",
-        choices=("select", "mean"),
-        help="each class's final image: the most confident candidate (select) or the candidates' "
-        "pixel mean (mean; IF-GMI's default)",
+        choices=FINAL_CHOICES,
+        help="each class's final image: the most confident candidate (select), the candidates' "
+        "pixel mean (mean; IF-GMI's default) or their mean after shifting and mirroring each "
+        "onto the first (aligned_mean)",
     )
     g = p.add_argument_group("judging")
     g.add_argument(
