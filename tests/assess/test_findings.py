@@ -95,6 +95,9 @@ def test_measured_finding_and_controls() -> None:
     assert finding.severity == "critical"
     assert finding.evidence["top1_accuracy"] == pytest.approx(0.875)
     assert finding.evidence["top1_per_seed"] == [0.85, 0.9]
+    lo, hi = finding.evidence["top1_interval_95"]  # Wilson, 35 of 40 identities
+    assert (round(lo, 3), round(hi, 3)) == (0.739, 0.945)
+    assert f"95% CI {lo:.2f}-{hi:.2f}" in finding.summary
     assert finding.evidence["queries"] == 2000
     assert {r.id for r in finding.references} >= {"OWASP ML03:2023", "AML.T0024.001"}
     ctl, missing = control_findings(

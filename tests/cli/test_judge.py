@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from invguard.data import load_digits_dataset
+from invguard.metrics import wilson_interval
 from tests.cli._cli import run_cli as _run
 
 
@@ -73,3 +74,6 @@ def test_held_out_photos_get_a_high_verdict_and_noise_does_not(
     assert "VERDICT top-1" in out
     verdict = float(out.split("VERDICT top-1 ")[1].split()[0])
     assert verdict <= 0.2  # 2x chance
+    hits = round(verdict * 10)
+    lo, hi = (f"{v:.2f}" for v in wilson_interval(hits, 10))
+    assert f"VERDICT top-1 {verdict:.3f} [95% CI {lo}-{hi}] ({hits} of 10 identities" in out

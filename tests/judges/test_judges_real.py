@@ -92,6 +92,9 @@ def test_digits_panel_has_three_families_and_calibration_holds(
         assert s["calibration"][row]["verdict_top1"] <= 2 * chance, row
     assert s["calibration"]["held_out"]["verdict_top1"] >= 0.9
     assert s["verdict_top1"] >= 0.5  # MI-FACE recovers digits from an MLP
+    lo, hi = s["verdict_top1_interval"]  # 95 % Wilson interval over the 10 digits
+    assert 0.0 <= lo < s["verdict_top1"] <= hi <= 1.0
+    assert hi - lo > 0.25  # ten identities cannot pin a rate down
     assert "faces_detected" not in s  # no face judge, no face detector
     assert "faces_detected" not in s["calibration"]["held_out"]
 

@@ -24,6 +24,7 @@ from invguard.errors import InvGuardError
 from invguard.judges.base import JudgeVotes
 from invguard.judges.evaluate import Judgement
 from invguard.judges.panel import combine
+from invguard.metrics import wilson_interval
 from invguard.review import (
     KEY_NAME,
     LABELS_SCHEMA,
@@ -301,6 +302,8 @@ def test_perfect_reviewer_and_kappa(exported: Path, tmp_path: Path) -> None:
     assert j["verdict_top1"] == pytest.approx(want_verdict.mean())
     assert j["automatic_verdict_top1"] == before["judgement"]["verdict_top1"]
     assert j["identities_reconstructed"] == int(want_verdict.sum())
+    want_ci = wilson_interval(int(want_verdict.sum()), len(want_verdict))
+    assert j["verdict_top1_interval"] == pytest.approx(list(want_ci))  # follows the review
     assert j["human"] == 8
     human_rows = [a for a in j["agreement"] if a["b"] == "human"]
     assert [(a["a"], a["n"]) for a in human_rows] == [(name, 8) for name in JUDGES]

@@ -34,6 +34,7 @@ from invguard.catalog.rules import (
     SEVERITY_RANK,
     Reference,
 )
+from invguard.metrics.intervals import wilson_interval
 
 SIGNIFICANCE = 0.01
 LIFT_THRESHOLDS = (("critical", 0.75), ("high", 0.5), ("medium", 0.25))
@@ -174,10 +175,12 @@ def measured_finding(
     }
     queries = sum(int(o["attack_summary"]["queries"]) for o in outcomes)
     seconds = sum(float(o["attack_summary"]["seconds"]) for o in outcomes)
+    lo, hi = wilson_interval(leak.hits, attacked) if attacked else (0.0, 1.0)
     if leak.significant:
         summary = (
             f"{attack} ({access}) reconstructed {leak.hits} of {attacked} identities recognisably "
-            f"by the judges' verdict (top-1 {top1:.3f} vs chance {leak.chance:.3f}; {leak.lift:.0%} of the way from chance "
+            f"by the judges' verdict (top-1 {top1:.3f}, 95% CI {lo:.2f}-{hi:.2f}, vs chance "
+            f"{leak.chance:.3f}; {leak.lift:.0%} of the way from chance "
             f"to every identity; p = {leak.p_value:.1e})."
         )
     else:
@@ -217,6 +220,7 @@ def measured_finding(
             "seeds": [o["seed"] for o in outcomes],
             "top1_accuracy": round(top1, 6),
             "top1_per_seed": [verdict_of(o) for o in outcomes],
+            "top1_interval_95": [round(lo, 6), round(hi, 6)],
             "chance": round(leak.chance, 6),
             "lift": round(leak.lift, 6),
             "p_value": leak.p_value,

@@ -95,14 +95,21 @@ def attack_from_args(args: argparse.Namespace, name: str) -> Any:
     return GENERATIVE_ATTACKS[name](**overrides)
 
 
+def interval_text(j: dict[str, Any]) -> str:
+    """`` [lo, hi]``: the verdict's 95 % Wilson interval over the identities ('' in older
+    reports, which do not have it)."""
+    ci = j.get("verdict_top1_interval")
+    return f" [95% CI {ci[0]:.2f}-{ci[1]:.2f}]" if isinstance(ci, list) and len(ci) == 2 else ""
+
+
 def judgement_lines(j: dict[str, Any]) -> list[str]:
     """The verdict, each judge and the calibration rows as a small table."""
     names = list(j["judges"])
     width = max(12, *(len(n) for n in names))
     faces = "faces_detected" in j  # face data: the detector's naturalness column
     lines = [
-        f"  VERDICT top-1 {j['verdict_top1']:.3f} ({j['identities_reconstructed']} of "
-        f"{j['identities']} identities; chance {j['chance_top1']:.3f}), top-5 "
+        f"  VERDICT top-1 {j['verdict_top1']:.3f}{interval_text(j)} ({j['identities_reconstructed']} "
+        f"of {j['identities']} identities; chance {j['chance_top1']:.3f}), top-5 "
         f"{j['verdict_top5']:.3f}; all judges agree on {j['unanimous_top1']:.3f}"
         + ("  [degraded: < 2 reliable judges]" if j["degraded"] else ""),
         "  "

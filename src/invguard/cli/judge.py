@@ -22,7 +22,7 @@ from invguard.cli._common import (
     parse_size,
     progress,
 )
-from invguard.cli._inversion import judgement_lines
+from invguard.cli._inversion import interval_text, judgement_lines
 from invguard.errors import InvalidParameterError
 
 # Function-level imports below are for laziness: parsers are built without numpy or torch.
@@ -177,7 +177,8 @@ def judgement_markdown(head: str, j: dict[str, Any]) -> str:
     lines = [
         f"# {head}",
         "",
-        f"**Verdict top-1 {j['verdict_top1']:.3f}** ({j['identities_reconstructed']} of "
+        f"**Verdict top-1 {j['verdict_top1']:.3f}**{interval_text(j)} "
+        f"({j['identities_reconstructed']} of "
         f"{j['identities']} identities; chance {j['chance_top1']:.3f}), top-5 "
         f"{j['verdict_top5']:.3f}; all judges agree on {j['unanimous_top1']:.3f}"
         + (" (degraded: fewer than 2 reliable judges)" if j["degraded"] else ""),

@@ -24,6 +24,7 @@ from invguard.judges.calibration import (
 from invguard.judges.face_embedding import FaceEmbeddingJudge
 from invguard.judges.panel import VERDICT_RULE, JudgePanel, PanelJudgement, agreement, combine
 from invguard.metrics.evaluate import InversionMetrics
+from invguard.metrics.intervals import wilson_interval
 from invguard.targets.base import GradientTarget, Target
 
 CALIBRATION_SEED = 20_150_101  # calibration noise is the same in every run, so rows compare
@@ -74,6 +75,9 @@ class Judgement:
             "chance_top5": min(5, k) / k,
             "identities": len(rec.classes),
             "identities_reconstructed": int(rec.verdict_top1.sum()),
+            "verdict_top1_interval": list(
+                wilson_interval(int(rec.verdict_top1.sum()), len(rec.classes))
+            ),
             "unanimous_top1": float(
                 np.stack([v.top1 for v in rec.votes.values()]).all(axis=0).mean()
             ),

@@ -13,6 +13,7 @@ from invguard.metrics.evaluate import (
     evaluate_inversion,
 )
 from invguard.metrics.image import psnr, ssim
+from invguard.metrics.intervals import wilson_interval
 
 __all__ = [
     "Evaluator",
@@ -25,4 +26,5 @@ __all__ = [
     "psnr",
     "ssim",
     "topk_hits",
+    "wilson_interval",
 ]

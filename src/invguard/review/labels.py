@@ -252,11 +252,14 @@ def _update_judgement(
     verdicts: tuple[NDArray[np.bool_], NDArray[np.bool_]],
     stats: tuple[dict[str, float | None], dict[str, float | None]],
 ) -> None:
+    from invguard.metrics.intervals import wilson_interval  # invguard.metrics loads torch
+
     new1, new5 = verdicts
     kappas, agree = stats
     judgement["verdict_top1"], judgement["verdict_top5"] = float(new1.mean()), float(new5.mean())
     if "identities_reconstructed" in judgement:
         judgement["identities_reconstructed"] = int(new1.sum())
+        judgement["verdict_top1_interval"] = list(wilson_interval(int(new1.sum()), len(new1)))
     n = int((human >= 0).sum())
     judgement["human"] = n
     table = judgement.get("agreement")
