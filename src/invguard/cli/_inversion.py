@@ -96,7 +96,7 @@ def attack_from_args(args: argparse.Namespace, name: str) -> Any:
 
 
 def interval_text(j: dict[str, Any]) -> str:
-    """`` [lo, hi]``: the verdict's 95 % Wilson interval over the identities ('' in older
+    """`` [95% CI lo-hi]``: the verdict's Wilson interval over the identities ('' for older
     reports, which do not have it)."""
     ci = j.get("verdict_top1_interval")
     return f" [95% CI {ci[0]:.2f}-{ci[1]:.2f}]" if isinstance(ci, list) and len(ci) == 2 else ""
