@@ -1,4 +1,4 @@
-"""Three loss levers from the literature added to IF-GMI, on the tuning half of the faces zoo.
+"""Loss levers from the literature added to IF-GMI, on the tuning half of the faces zoo.
 
 Each lever changes only the loss of IF-GMI's default search (both stages); the rest is the default.
 Scored like ``benchmarks/tune_ifgmi.py`` (every judge, the verdict, faces detected) on the zoo's
@@ -14,8 +14,17 @@ convolutional models (``--models``, by default the tuning half), for several att
 - ``surrogate@W``: LOMMA's model augmentation: a CNN distilled from the target on 4,096 generator
   images (soft labels under crops and flips, 5 epochs), whose logits, weighted ``W``, are averaged
   with the target's in the loss and in the selections.
+- ``cap@K``: the max-margin loss clamped at ``-K`` per view (the confidence ``kappa`` of Carlini and
+  Wagner, S&P 2017): a candidate whose margin already exceeds ``K`` gets no more identity gradient,
+  so the search stops adding detail that only the target responds to.
+- ``consensus@W``: each candidate pulled toward its class's candidate mean (detached), ``W`` times
+  the mean squared pixel distance: the candidates line up, so their final mean is less blurred.
+- ``blur@S``: every view the target scores is first blurred by a Gaussian of ``S`` pixels, so the
+  gradient is smoothed as in translation-invariant transfer attacks (Dong et al., CVPR 2019): the
+  search follows the cues that survive a low-pass filter, not the fine detail only the target sees.
 
     python benchmarks/ablation_ifgmi_loss.py --levers "none;tone@1;preg@32;surrogate@1" --seeds 0,1,2
+    python benchmarks/ablation_ifgmi_loss.py --levers "none;blur@1;blur@2;cap@5;consensus@100" --seeds 0,1
 """
 
 from __future__ import annotations
@@ -80,7 +89,15 @@ class _LeverSearch(_Search):
         st = self._state()
         if st.lever == "preg":
             return self._preg_loss(raw, st)
+        if st.lever in ("cap", "blur"):
+            return self._view_loss(raw, st)
         total = super().loss_raw(raw)
+        if st.lever == "consensus":
+            x = self.prior.output_map(raw)
+            grouped = x.view(-1, self.cfg.candidates, *x.shape[1:])
+            pull = (grouped - grouped.mean(1, keepdim=True).detach()).pow(2).flatten(2).mean(2)
+            consensus: torch.Tensor = total + st.weight * pull.sum()
+            return consensus
         if st.lever != "tone":
             return total
         v = st.values
@@ -89,6 +106,25 @@ class _LeverSearch(_Search):
             "var_std"
         ]
         out: torch.Tensor = total + st.weight * pen.sum()
+        return out
+
+    def _view_loss(self, raw: torch.Tensor, st: _State) -> torch.Tensor:
+        """The default loss with the margin capped (``cap``) or the views blurred (``blur``)."""
+        cfg = self.cfg
+        x = self.prior.output_map(raw)
+        views = torch.cat(
+            [x]
+            + [
+                random_transform(x, self.gen, min_scale=cfg.min_crop, hflip=cfg.hflip)
+                for _ in range(cfg.transforms)
+            ]
+        )
+        if st.lever == "blur":
+            views = _gaussian_blur(views, st.weight)
+        ident = identity_loss(self.logits(views), self.y.repeat(len(views) // len(x)), cfg.loss)
+        if st.lever == "cap":
+            ident = ident.clamp_min(-st.weight)
+        out: torch.Tensor = (cfg.identity_weight * ident.view(-1, len(x)).mean(0)).sum()
         return out
 
     def _preg_loss(self, raw: torch.Tensor, st: _State) -> torch.Tensor:
@@ -114,6 +150,18 @@ class _LeverSearch(_Search):
         per = (cfg.identity_weight * ident + st.weight * reg).view(-1, len(x)).mean(0)
         summed: torch.Tensor = per.sum()
         return summed
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each channel convolved with a normalised Gaussian of ``sigma`` pixels (reflect padding)."""
+    radius = max(1, round(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(padded, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def _images(prior: ImagePrior, gen: torch.Generator) -> torch.Tensor:
@@ -177,6 +225,8 @@ def _state(lever: str, model: nn.Module, prior: ImagePrior) -> _State:
         return _State(name, weight, values)
     if name == "surrogate":
         return _State(name, weight, {"model": _distil(model, _images(prior, gen), gen)})
+    if name in ("cap", "consensus", "blur"):
+        return _State(name, weight, {})
     return _State("none", 0.0, {})
 
 

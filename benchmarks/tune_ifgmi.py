@@ -8,10 +8,12 @@ verdict among settings that lower no judge's mean against PPA and keep at least 
 detected faces (and, for the final step, run within the 120 s goal); the held-out half is only
 reported. A setting may end in ``xK`` plus ``select`` or ``mean``: ``K`` candidates per class and
 the final step (PPA's selection, their pixel mean, or their mean once aligned); without it, IF-GMI's defaults.
+Any other integer or float field of ``IFGMI`` may follow as ``+name=value`` (``+steps=120``).
 
     python benchmarks/tune_ifgmi.py --settings "none;2,3@0.05;2,3@0.1;2,3@0.2;3@0.1"
     python benchmarks/tune_ifgmi.py --settings "2,3@0.05x1select;2,3@0.05x2mean;2,3@0.05x3mean" \
         --seeds 0,1
+    python benchmarks/tune_ifgmi.py --settings "2,3@0.05x2mean;2,3@0.05x2mean+steps=120" --seeds 0,1
 """
 
 from __future__ import annotations
@@ -35,15 +37,19 @@ from invguard.targets import TorchTarget
 
 
 def _attack(setting: str) -> PPA | IFGMI:
-    """``none`` (PPA) or ``LAYERS@RADIUS[xK(select|mean|aligned_mean)]`` such as ``2,3@0.05x2mean``."""
+    """``none`` (PPA) or ``LAYERS@RADIUS[xK(select|mean|aligned_mean)][+name=value...]`` such as
+    ``2,3@0.05x2mean+steps=120``."""
     if setting == "none":
         return PPA()
+    setting, *fields = setting.split("+")
     layers, radius = setting.split("@")
     radius, _, final = radius.partition("x")
     extra: dict[str, Any] = {}
+    for name, _, value in (f.partition("=") for f in fields):
+        extra[name] = float(value) if "." in value or "e" in value else int(value)
     if final:
         mode = next(m for m in ("aligned_mean", "mean", "select") if final.endswith(m))
-        extra = {"candidates": int(final.removesuffix(mode)), "final": mode}
+        extra |= {"candidates": int(final.removesuffix(mode)), "final": mode}
     return IFGMI(
         feature_layers=tuple(int(v) for v in layers.split(",")),
         feature_radius=float(radius),
