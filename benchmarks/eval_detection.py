@@ -50,6 +50,7 @@ import torch
 import yaml
 from _common import cache, table
 from numpy.typing import NDArray
+from prometheus_client import Metric
 
 from invguard.attacks import InversionRequest
 from invguard.audit import AuditLog
@@ -403,51 +404,59 @@ def adaptive(streams: list[Stream], test: FloatArray, owner: TorchTarget) -> dic
     return {"threshold": threshold, "tuning_benign_max": worst, "rows": table_rows}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", type=int, default=1000, help="queries per attack stream")
-    parser.add_argument("--seeds", type=int, default=3, help="streams per attack")
-    parser.add_argument("--ablation", action="store_true", help="offline variants too")
-    parser.add_argument(
-        "--adaptive", action="store_true", help="attacks spread over keys or diluted (offline)"
-    )
-    parser.add_argument("--json", help="write the results to this JSON file")
-    args = parser.parse_args()
+_BENIGN_PLAN = (  # kind, copies, shift in pixels, seed
+    ("clean", 1, 0, 0),
+    ("clean", 1, 0, 1),
+    ("noisy", 4, 0, 2),
+    ("noisy", 4, 0, 3),
+    ("noisy", 8, 0, 4),
+    ("shift", 4, 1, 5),
+    ("shift", 4, 2, 6),
+    ("shift", 4, 3, 7),
+    ("mixed", 4, 2, 8),
+    ("mixed", 8, 2, 9),
+)
 
+
+def _attack_factories() -> dict[str, tuple[Callable[[], Any], bool]]:
+    """Each attack family's factory and whether it reads labels only."""
     from invguard.attacks.blackbox import MIFaceZO
     from invguard.attacks.label_only import BoundaryRepulsion
     from invguard.attacks.learned import LearnedInversion
 
-    started = time.perf_counter()
-    data, aux = load_att_faces_with_auxiliary()
-    model = train_target(data, "mlp", cache=cache()).model  # the gateway loads the same
-    owner = TorchTarget(model, input_shape=data.image_shape)
-    attacks: dict[str, tuple[Callable[[], Any], bool]] = {
+    return {
         "miface-zo": (lambda: MIFaceZO(), False),
         "learned": (lambda: LearnedInversion(epochs=2), False),
         "brep": (lambda: BoundaryRepulsion(), True),
     }
+
+
+def _plan_streams(
+    attacks: dict[str, tuple[Callable[[], Any], bool]], seeds: int, x_test: FloatArray
+) -> tuple[list[Stream], dict[str, FloatArray]]:
+    """The attack streams (``seeds`` per family) and the benign keys with their inputs."""
     streams: list[Stream] = []
     for fam, (_, labels) in attacks.items():
-        for seed in range(args.seeds):
+        for seed in range(seeds):
             streams.append(Stream(f"attack-{fam}-{seed}", "attack", fam, labels_only=labels))
-    benign_plan = [
-        ("clean", 1, 0, 0),
-        ("clean", 1, 0, 1),
-        ("noisy", 4, 0, 2),
-        ("noisy", 4, 0, 3),
-        ("noisy", 8, 0, 4),
-        ("shift", 4, 1, 5),
-        ("shift", 4, 2, 6),
-        ("shift", 4, 3, 7),
-        ("mixed", 4, 2, 8),
-        ("mixed", 8, 2, 9),
-    ]
     benign_x: dict[str, FloatArray] = {}
-    for kind, copies, mag, seed in benign_plan:
+    for kind, copies, mag, seed in _BENIGN_PLAN:
         name = f"benign-{kind}{'-' + str(mag) + 'px' if mag else ''}-x{copies}-{seed}"
         streams.append(Stream(name, "benign", kind))
-        benign_x[name] = benign_inputs(data.x_test, kind, copies, mag, seed)
+        benign_x[name] = benign_inputs(x_test, kind, copies, mag, seed)
+    return streams, benign_x
+
+
+def _run_live(
+    streams: list[Stream],
+    benign_x: dict[str, FloatArray],
+    attacks: dict[str, tuple[Callable[[], Any], bool]],
+    aux: Any,
+    budget: int,
+) -> tuple[dict[str, Metric], dict[str, dict[str, int]], set[str]]:
+    """Every stream through a live gateway; its metrics and the audit log's detections. Fails if
+    an API key reached the gateway's log or the audit log."""
+    import httpx
 
     with tempfile.TemporaryDirectory(prefix="invguard-eval-") as tmp:
         folder = Path(tmp)
@@ -460,7 +469,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 if s.kind == "attack":
                     factory = attacks[s.family][0]
-                    run_attack(s, url, aux, args.budget, factory, int(s.name.rsplit("-", 1)[1]))
+                    run_attack(s, url, aux, budget, factory, int(s.name.rsplit("-", 1)[1]))
                 else:
                     run_benign(s, url, benign_x[s.name], seed=len(s.name))
                 print(
@@ -468,8 +477,6 @@ def main() -> int:
                     + (f" ({s.note})" if s.note else ""),
                     file=sys.stderr,
                 )
-            import httpx
-
             metrics = parse_exposition(httpx.get(url + "/metrics").text)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -479,9 +486,55 @@ def main() -> int:
         leaked = [s.name for s in streams if s.key in log_text or s.key in config.read_text()]
         if leaked or any(s.key.encode() in audit.read_bytes() for s in streams):
             raise RuntimeError(f"an API key appears in the logs or the audit log: {leaked}")
+    return metrics, found, named
+
+
+def _print_ablation(streams: list[Stream], owner: TorchTarget) -> dict[str, Any]:
+    """The offline replay of the same streams with other detector settings, printed."""
+    print("\nOffline replay of the same streams with other settings:")
+
+    def predict(x: FloatArray) -> FloatArray:
+        out: FloatArray = owner.predict(x)
+        return out
+
+    abl, margins = ablation(streams, predict)
+    cols = [
+        "setting",
+        "detector",
+        "detected",
+        f"within {GOAL_QUERIES}",
+        "median queries",
+        "benign keys flagged",
+    ]
+    print(table(abl, cols))
+    print(
+        "\nScore margins with the defaults (thresholds: knn 0.04, blacklight 0.5 with 5 "
+        "matching queries, inversion 0.3):"
+    )
+    print(table(margins, list(margins[0])))
+    return {"ablation": abl, "margins": margins}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", type=int, default=1000, help="queries per attack stream")
+    parser.add_argument("--seeds", type=int, default=3, help="streams per attack")
+    parser.add_argument("--ablation", action="store_true", help="offline variants too")
+    parser.add_argument(
+        "--adaptive", action="store_true", help="attacks spread over keys or diluted (offline)"
+    )
+    parser.add_argument("--json", help="write the results to this JSON file")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    data, aux = load_att_faces_with_auxiliary()
+    model = train_target(data, "mlp", cache=cache()).model  # the gateway loads the same
+    owner = TorchTarget(model, input_shape=data.image_shape)
+    attacks = _attack_factories()
+    streams, benign_x = _plan_streams(attacks, args.seeds, data.x_test)
+    metrics, found, named = _run_live(streams, benign_x, attacks, aux, args.budget)
 
     rows = summarise(streams, found, DETECTORS, named)
-    cols = list(rows[0])
     print()
     print(
         f"Detection through a live gateway: {sum(s.kind == 'attack' for s in streams)} attack "
@@ -490,7 +543,7 @@ def main() -> int:
         f"({sum(s.queries for s in streams if s.kind == 'benign')} queries); "
         "queries counted until the first flagged query"
     )
-    print(table(rows, cols))
+    print(table(rows, list(rows[0])))
     print()
     per_stream: list[dict[str, object]] = [
         {
@@ -505,29 +558,7 @@ def main() -> int:
     print(f"\ngateway: {requests_200:g} requests answered 200; audit log verified; no key leaked")
     result: dict[str, Any] = {"summary": rows, "streams": per_stream}
     if args.ablation:
-        print("\nOffline replay of the same streams with other settings:")
-
-        def predict(x: FloatArray) -> FloatArray:
-            out: FloatArray = owner.predict(x)
-            return out
-
-        abl, margins = ablation(streams, predict)
-        cols = [
-            "setting",
-            "detector",
-            "detected",
-            f"within {GOAL_QUERIES}",
-            "median queries",
-            "benign keys flagged",
-        ]
-        print(table(abl, cols))
-        print(
-            "\nScore margins with the defaults (thresholds: knn 0.04, blacklight 0.5 with 5 "
-            "matching queries, inversion 0.3):"
-        )
-        print(table(margins, list(margins[0])))
-        result["ablation"] = abl
-        result["margins"] = margins
+        result |= _print_ablation(streams, owner)
     if args.adaptive:
         result["adaptive"] = adaptive(streams, data.x_test, owner)
     print(f"\n{time.perf_counter() - started:.0f} s in all")
