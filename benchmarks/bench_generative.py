@@ -140,9 +140,10 @@ def _priors(
 
 
 def _attacks(
-    proto: Protocol, names: list[str], kinds: tuple[str, ...]
+    proto: Protocol, names: list[str], kinds: tuple[str, ...], ifgmi: IFGMI | None = None
 ) -> list[tuple[str, Any, str | None]]:
-    """(label, attack, prior kind) for the protocol; GMI needs a discriminator (trained prior)."""
+    """(label, attack, prior kind) for the protocol; GMI needs a discriminator (trained prior);
+    ``ifgmi`` replaces IF-GMI's defaults."""
     out: list[tuple[str, Any, str | None]] = []
     for name in names:
         if name == "miface":
@@ -150,7 +151,7 @@ def _attacks(
         elif name == "ppa":
             out += [(f"ppa/{k}", PPA(), k) for k in kinds]
         elif name == "ifgmi":
-            out += [(f"ifgmi/{k}", IFGMI(), k) for k in kinds]
+            out += [(f"ifgmi/{k}", ifgmi or IFGMI(), k) for k in kinds]
         elif name == "gmi" and "trained" in kinds:
             out.append(("gmi/trained", GMI(), "trained"))
         elif name == "plg" and proto.public is not None:
@@ -166,6 +167,7 @@ def run_protocol(
     gallery: Path | None,
     prior_names: list[str] | None = None,
     adapt: AdaptConfig | None = None,
+    ifgmi: IFGMI | None = None,
 ) -> list[dict[str, Any]]:
     kinds = tuple(k for k in proto.priors if prior_names is None or k in prior_names)
     dataset = load_builtin(proto.dataset)
@@ -181,7 +183,7 @@ def run_protocol(
     rows: list[dict[str, Any]] = []
     for tname, (model, test_acc) in _targets(dataset, target_names, seed).items():
         strip: list[tuple[str, np.ndarray]] = []
-        for label, attack, kind in _attacks(proto, attack_names, kinds):
+        for label, attack, kind in _attacks(proto, attack_names, kinds, ifgmi):
             target = TorchTarget(model, input_shape=dataset.image_shape)
             started = time.perf_counter()
             prior = None
@@ -313,13 +315,13 @@ def _gallery(
     print(f"  gallery {path} (rows: real, {', '.join(label for label, _ in strip)})")
 
 
-def _adapt_config(text: str) -> AdaptConfig:
-    """``AdaptConfig`` from ``"steps=400,frozen_blocks=2,lr_g=5e-5"`` (ints, floats, bools)."""
+def _fields(text: str) -> dict[str, Any]:
+    """Config fields from ``"steps=400,frozen_blocks=2,lr_g=5e-5"`` (ints, floats, bools)."""
     fields: dict[str, Any] = {}
     for part in filter(None, text.split(",")):
         name, _, value = part.partition("=")
         fields[name] = value == "true" if value in ("true", "false") else json.loads(value)
-    return AdaptConfig(**fields)
+    return fields
 
 
 def main() -> None:
@@ -335,6 +337,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--adapt", default="", help="AdaptConfig fields for public-faces-adapted: steps=400,..."
+    )
+    parser.add_argument(
+        "--ifgmi", default="", help="IFGMI fields instead of its defaults: candidates=3,steps=120"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gallery", type=Path, default=None)
@@ -352,7 +357,8 @@ def main() -> None:
             args.seed,
             args.gallery,
             args.priors.split(",") if args.priors else [k for k in proto.priors if k != ADAPTED],
-            _adapt_config(args.adapt),
+            AdaptConfig(**_fields(args.adapt)),
+            IFGMI(**_fields(args.ifgmi)),
         )
     columns = sorted(
         {k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99
