@@ -22,6 +22,9 @@ convolutional models (``--models``, by default the tuning half), for several att
 - ``blur@S``: every view the target scores is first blurred by a Gaussian of ``S`` pixels, so the
   gradient is smoothed as in translation-invariant transfer attacks (Dong et al., CVPR 2019): the
   search follows the cues that survive a low-pass filter, not the fine detail only the target sees.
+- ``poolaug@T``: not a loss: the initial selection scores each pool latent by the target's mean
+  log-probability over the image and ``T`` randomly cropped and flipped copies (PPA scores its
+  initial candidates under augmentation too), so the starts are the ones whose class survives them.
 
     python benchmarks/ablation_ifgmi_loss.py --levers "none;tone@1;preg@32;surrogate@1" --seeds 0,1,2
     python benchmarks/ablation_ifgmi_loss.py --levers "none;blur@1;blur@2;cap@5;consensus@100" --seeds 0,1
@@ -75,6 +78,22 @@ class _LeverSearch(_Search):
         state = getattr(self.cfg, "state", None)
         assert isinstance(state, _State)
         return state
+
+    def _pool_scores(self, pool: torch.Tensor, ys: torch.Tensor | None) -> torch.Tensor:
+        st = self._state()
+        if st.lever != "poolaug" or ys is not None:
+            return super()._pool_scores(pool, ys)
+        cfg, outs = self.cfg, []
+        with torch.no_grad():
+            for i in range(0, len(pool), 256):
+                x = self.prior(pool[i : i + 256])
+                views = [x] + [
+                    random_transform(x, self.gen, min_scale=cfg.min_crop, hflip=cfg.hflip)
+                    for _ in range(int(st.weight))
+                ]
+                logp = self.logits(torch.cat(views)).log_softmax(1)
+                outs.append(logp.view(len(views), len(x), -1).mean(0))
+        return torch.cat(outs)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         out = super().logits(x)
@@ -225,7 +244,7 @@ def _state(lever: str, model: nn.Module, prior: ImagePrior) -> _State:
         return _State(name, weight, values)
     if name == "surrogate":
         return _State(name, weight, {"model": _distil(model, _images(prior, gen), gen)})
-    if name in ("cap", "consensus", "blur"):
+    if name in ("cap", "consensus", "blur", "poolaug"):
         return _State(name, weight, {})
     return _State("none", 0.0, {})
 
