@@ -83,17 +83,21 @@ class _LeverSearch(_Search):
         st = self._state()
         if st.lever != "poolaug" or ys is not None:
             return super()._pool_scores(pool, ys)
-        cfg, outs = self.cfg, []
+        outs = []
         with torch.no_grad():
             for i in range(0, len(pool), 256):
                 x = self.prior(pool[i : i + 256])
-                views = [x] + [
-                    random_transform(x, self.gen, min_scale=cfg.min_crop, hflip=cfg.hflip)
-                    for _ in range(int(st.weight))
-                ]
-                logp = self.logits(torch.cat(views)).log_softmax(1)
-                outs.append(logp.view(len(views), len(x), -1).mean(0))
+                logp = self.logits(self._views(x, int(st.weight))).log_softmax(1)
+                outs.append(logp.view(-1, len(x), logp.shape[1]).mean(0))
         return torch.cat(outs)
+
+    def _views(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """``x`` and ``n`` randomly cropped and flipped copies of it, stacked."""
+        cfg = self.cfg
+        copies = [
+            random_transform(x, self.gen, min_scale=cfg.min_crop, hflip=cfg.hflip) for _ in range(n)
+        ]
+        return torch.cat([x, *copies])
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         out = super().logits(x)
@@ -131,13 +135,7 @@ class _LeverSearch(_Search):
         """The default loss with the margin capped (``cap``) or the views blurred (``blur``)."""
         cfg = self.cfg
         x = self.prior.output_map(raw)
-        views = torch.cat(
-            [x]
-            + [
-                random_transform(x, self.gen, min_scale=cfg.min_crop, hflip=cfg.hflip)
-                for _ in range(cfg.transforms)
-            ]
-        )
+        views = self._views(x, cfg.transforms)
         if st.lever == "blur":
             views = _gaussian_blur(views, st.weight)
         ident = identity_loss(self.logits(views), self.y.repeat(len(views) // len(x)), cfg.loss)
@@ -149,13 +147,7 @@ class _LeverSearch(_Search):
     def _preg_loss(self, raw: torch.Tensor, st: _State) -> torch.Tensor:
         cfg = self.cfg
         x = self.prior.output_map(raw)
-        views = torch.cat(
-            [x]
-            + [
-                random_transform(x, self.gen, min_scale=cfg.min_crop, hflip=cfg.hflip)
-                for _ in range(cfg.transforms)
-            ]
-        )
+        views = self._views(x, cfg.transforms)
         seen: list[torch.Tensor] = []
         head: nn.Linear = st.values["head"]
         hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
