@@ -1,6 +1,7 @@
-"""Loss levers from the literature added to IF-GMI, on the tuning half of the faces zoo.
+"""Levers from the literature added to IF-GMI, on the faces zoo (by default its tuning half).
 
-Each lever changes only the loss of IF-GMI's default search (both stages); the rest is the default.
+Each lever changes one part of IF-GMI's default search, the loss of both stages or (``poolaug``) the
+initial selection; the rest is the default.
 Scored like ``benchmarks/tune_ifgmi.py`` (every judge, the verdict, faces detected) on the zoo's
 convolutional models (``--models``, by default the tuning half), for several attack seeds:
 
