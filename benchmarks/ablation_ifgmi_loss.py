@@ -46,7 +46,13 @@ from _zoo_models import conv_models
 from torch import nn
 
 from invguard.attacks import InversionRequest
-from invguard.attacks.generative import IFGMI, _Search, identity_loss, random_transform
+from invguard.attacks.generative import (
+    _POOL_BATCH,
+    IFGMI,
+    _Search,
+    identity_loss,
+    random_transform,
+)
 from invguard.data import load_builtin
 from invguard.judges import judge_run, reference_panel
 from invguard.models.architectures import Standardize, small_cnn
@@ -86,8 +92,8 @@ class _LeverSearch(_Search):
             return super()._pool_scores(pool, ys)
         outs = []
         with torch.no_grad():
-            for i in range(0, len(pool), 256):
-                x = self.prior(pool[i : i + 256])
+            for i in range(0, len(pool), _POOL_BATCH):
+                x = self.prior(pool[i : i + _POOL_BATCH])
                 logp = self.logits(self._views(x, int(st.weight))).log_softmax(1)
                 outs.append(logp.view(-1, len(x), logp.shape[1]).mean(0))
         return torch.cat(outs)

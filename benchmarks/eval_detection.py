@@ -43,14 +43,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import yaml
 from _common import cache, table
 from numpy.typing import NDArray
-from prometheus_client import Metric
 
 from invguard.attacks import InversionRequest
 from invguard.audit import AuditLog
@@ -60,6 +59,9 @@ from invguard.gateway.detectors import DetectionEngine, EngineSettings
 from invguard.gateway.metrics import parse_exposition, sample_value
 from invguard.models import train_target
 from invguard.targets import HttpTarget, OutputSpec, TorchTarget
+
+if TYPE_CHECKING:
+    from prometheus_client import Metric  # the 'serve' extra, which the gateway needs anyway
 
 FloatArray = NDArray[np.float32]
 PER_KEY = ("knn", "blacklight", "inversion")
