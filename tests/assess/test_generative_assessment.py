@@ -41,6 +41,7 @@ def test_registry_entries_rules_references_and_budgets() -> None:
         ("gmi", "IG-MI-006", "GMI, Zhang et al. 2020"),
         ("plg", "IG-MI-007", "PLG-MI, Yuan et al. 2023"),
         ("ifgmi", "IG-MI-008", "IF-GMI, Qiu et al. 2024"),
+        ("ppdg", "IG-MI-009", "PPDG-MI, Peng et al. 2024"),
     ):
         info = ATTACK_REGISTRY[name]
         assert (info.rule_id, info.access, info.iterations_field) == (rule, "white-box", "steps")
@@ -80,6 +81,7 @@ def test_registry_entries_rules_references_and_budgets() -> None:
     rules = {r["id"]: r for r in _rules({})}
     assert rules["IG-MI-005"]["name"] == "PpaModelInversion"
     assert rules["IG-MI-008"]["name"] == "IfgmiModelInversion"
+    assert rules["IG-MI-009"]["name"] == "PpdgModelInversion"
     assert {"OWASP-ML03", "AML.T0024.001"} <= set(rules["IG-MI-007"]["properties"]["tags"])
 
 
@@ -169,7 +171,7 @@ def _write(tmp_path: Path, system: dict[str, Any]) -> Path:
          "conditional GAN on, pseudo-labelled by the target: set the system's 'auxiliary'"),
         (_system(attacks=[{"name": "miface"}, {"name": "miface", "prior": "trained"}]),
          "systems[0].attacks[1].prior: attack 'miface' takes no prior: 'prior' applies to the "
-         "generative-prior attacks ifgmi, ppa and gmi"),
+         "generative-prior attacks ifgmi, ppdg, ppa and gmi"),
         (_system(attacks=[{"name": "plg", "prior": "trained"}],
                  auxiliary={"builtin": "att-faces-public10"}),
          "systems[0].attacks[0].prior: attack 'plg' takes no prior"),

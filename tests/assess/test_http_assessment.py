@@ -51,12 +51,14 @@ def test_auto_picks_what_the_access_allows() -> None:
     chosen, skipped = select_attacks(white, has_auxiliary=True)
     assert chosen == ["miface", "miface-zo", "learned", "brep"]  # strongest access first
     # one white-box attack: MI-FACE for a model without convolutions (none given here)
-    assert _reasons(skipped) == dict.fromkeys(("ppa", "ifgmi", "gmi", "plg"), AUTO_WHITE_BOX_RULE)
+    assert _reasons(skipped) == dict.fromkeys(
+        ("ppa", "ifgmi", "ppdg", "gmi", "plg"), AUTO_WHITE_BOX_RULE
+    )
 
     chosen, skipped = select_attacks(full, has_auxiliary=True)
     assert chosen == ["miface-zo", "learned", "brep"]
     assert _reasons(skipped) == dict.fromkeys(
-        ("miface", "ppa", "ifgmi", "gmi", "plg"),
+        ("miface", "ppa", "ifgmi", "ppdg", "gmi", "plg"),
         "needs gradients; the target offers labels, probabilities, scores",
     )
 
@@ -89,6 +91,7 @@ def test_registry_rules_and_budgets() -> None:
         "gmi": "IG-MI-006",
         "plg": "IG-MI-007",
         "ifgmi": "IG-MI-008",
+        "ppdg": "IG-MI-009",
     }
     assert ATTACK_REGISTRY["learned"].needs_auxiliary
     assert ATTACK_REGISTRY["brep"].needs_auxiliary
@@ -190,7 +193,7 @@ def test_assessing_live_endpoints(
     assert good.jobs[0]["status"] == "ok"
     assert good.complete
     reasons = _reasons(good.skipped)
-    assert set(reasons) == {"miface", "ppa", "ifgmi", "gmi", "plg", "learned", "brep"}
+    assert set(reasons) == {"miface", "ppa", "ifgmi", "ppdg", "gmi", "plg", "learned", "brep"}
     assert reasons["miface"].startswith("needs gradients")
     assert reasons["ppa"].startswith("needs gradients")
     assert "auxiliary" in reasons["learned"]

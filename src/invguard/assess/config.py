@@ -319,7 +319,7 @@ class AttackConfig(_Model):
         if entry is None or not entry.needs_prior:
             raise ValueError(
                 f"attack {name!r} takes no prior: 'prior' applies to the generative-prior "
-                "attacks ifgmi, ppa and gmi"
+                "attacks ifgmi, ppdg, ppa and gmi"
             )
         if name == "plg":
             raise ValueError(

@@ -15,6 +15,10 @@
   them, so the image can move a little beyond what the latent space reaches. InvGuard's default
   runs two candidates per class and returns their pixel mean (``final="mean"``): what the two
   searches share adds up, the detail that each found alone averages out (measured in the README).
+* :class:`PPDG`: Peng et al., "Pseudo-Private Data Guided Model Inversion Attacks", NeurIPS 2024.
+  IF-GMI in rounds: between rounds the generator is tuned so that the round's latents draw the
+  round's reconstructions, so that the next round searches a generator denser near the private
+  data.
 * :class:`PLGMI`: Yuan et al., "Pseudo Label-Guided Model Inversion Attack via Conditional
   Generative Adversarial Network", AAAI 2023: the same latent search in a class-conditional
   generator trained on public images pseudo-labelled by the target (:mod:`invguard.priors.train`).
@@ -25,6 +29,8 @@ flow only into the latents (the target's and generator's parameters are never up
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -119,6 +125,9 @@ class _LatentSearch(AttackBase):
     feature_steps: int = 20
     feature_step_size: float = 0.01
     feature_radius: float = 0.05
+    rounds: int = 1
+    tune_steps: int = 50
+    tune_step_size: float = 1e-4
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, minimum=1)
@@ -140,6 +149,9 @@ class _LatentSearch(AttackBase):
         check_int("feature_steps", self.feature_steps, minimum=1)
         check_float("feature_step_size", self.feature_step_size, minimum=0.0, min_inclusive=False)
         check_float("feature_radius", self.feature_radius, minimum=0.0, min_inclusive=False)
+        check_int("rounds", self.rounds, minimum=1)
+        check_int("tune_steps", self.tune_steps, minimum=1)
+        check_float("tune_step_size", self.tune_step_size, minimum=0.0, min_inclusive=False)
 
     def _check(self, target: Target, request: InversionRequest) -> None:
         self._check_prior(request.prior, _differentiable(target, self.name))
@@ -169,6 +181,8 @@ class _LatentSearch(AttackBase):
                 "candidates_per_class": self.candidates,
                 "final": self.final,
                 "feature_layers": list(search.feature_layers),
+                "rounds": search.rounds_done,
+                "tune_mse": search.tune_mse,
             },
         )
 
@@ -207,6 +221,11 @@ class _LatentSearch(AttackBase):
                 f"The 'feature_layers' parameter must name generator blocks 1 to "
                 f"{prior.feature_blocks} of the prior '{prior.name}', got {self.feature_layers!r}"
                 + ("" if prior.feature_blocks else " (its generator is not a DCGAN: use ())")
+            )
+        if self.rounds > 1 and not any(True for _ in prior.generator.parameters()):
+            raise InvalidParameterError(
+                f"attack '{self.name}' with rounds > 1 tunes the generator's weights, but the "
+                f"prior '{prior.name}' exposes none (set rounds=1)"
             )
         if self.prior_weight > 0 and prior.discriminator is None:
             raise InvalidParameterError(
@@ -298,6 +317,8 @@ class _Search:
         self.classes, self.deadline, self.progress = classes, deadline, progress
         self.y = classes.repeat_interleave(cfg.candidates)
         self.steps_done = 0
+        self.rounds_done = 0
+        self.tune_mse: list[tuple[float, float]] = []  # (first, last) loss of each tuning
         self.feature_layers = cfg.feature_layers if prior.feature_blocks else ()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -305,6 +326,21 @@ class _Search:
         return out
 
     def run(self) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """All rounds: search, and before each further round tune the generator (PPDG-MI)."""
+        z, raw, reason = self.search_round()
+        self.rounds_done = 1
+        while self.rounds_done < self.cfg.rounds and reason == "max_iterations":
+            tuned, reason = self.tune_prior(z, raw)
+            if reason != "max_iterations":
+                break
+            self.prior = tuned
+            z, raw, reason = self.search_round()
+            self.rounds_done += 1
+        return self.select(self.prior.output_map(raw), reason)
+
+    def search_round(self) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """One attack: initial selection, the latent search, then the feature stage (IF-GMI).
+        Returns the final latents, the raw generator output and a stop reason."""
         reason = "max_iterations"
         try:
             z = self.initial_latents()
@@ -318,7 +354,46 @@ class _Search:
         else:
             with torch.no_grad():
                 raw = self.prior.decode(z, self._cond(self.y))
-        return self.select(self.prior.output_map(raw), reason)
+        return z, raw, reason
+
+    def tune_prior(self, z: torch.Tensor, raw: torch.Tensor) -> tuple[ImagePrior, str]:
+        """PPDG-MI's generator tuning: a copy of the generator trained so that the round's final
+        latents ``z`` (the pivots) draw the round's reconstructions ``raw`` (the pseudo-private
+        data), compared in the target's input space; the target is not queried.
+
+        Peng et al., "Pseudo-Private Data Guided Model Inversion Attacks", NeurIPS 2024 (the
+        point-wise variant, pivotal tuning as in Roich et al. 2022). Where the paper tunes one
+        generator per class and finds pivots by projection, InvGuard tunes one shared generator
+        for all classes at once, pivoted at the latents the search ended at: the reconstructions
+        of IF-GMI's feature stage lie beyond what those latents drew, so the tuning moves the
+        generator (and the latents around each pivot) towards them.
+        """
+        cfg = self.cfg
+        tuned = dataclasses.replace(self.prior, generator=copy.deepcopy(self.prior.generator))
+        params = list(tuned.generator.parameters())
+        goal = self.prior.output_map(raw).detach()
+        cond = self._cond(self.y)
+        opt = torch.optim.Adam(params, lr=cfg.tune_step_size)
+        reason = "max_iterations"
+        losses: list[float] = []
+        for p in params:
+            p.requires_grad_(True)
+        for _ in range(cfg.tune_steps):
+            if self.deadline is not None and time.perf_counter() >= self.deadline:
+                reason = "time_budget"
+                break
+            loss = F.mse_loss(tuned(z, cond), goal)
+            losses.append(loss.item())
+            grads = torch.autograd.grad(loss, params)
+            opt.zero_grad(set_to_none=True)
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
+            opt.step()
+        for p in params:
+            p.requires_grad_(False)
+        if losses:
+            self.tune_mse.append((losses[0], losses[-1]))
+        return tuned, reason
 
     def _cond(self, y: torch.Tensor) -> torch.Tensor | None:
         return y if self.prior.conditional else None
@@ -385,7 +460,7 @@ class _Search:
             opt.step()
             with torch.no_grad():
                 self._project(z)
-            self.steps_done = step + 1
+            self.steps_done += 1
             if self.progress is not None and (step % 10 == 0 or step + 1 == cfg.steps):
                 self.progress(step + 1, cfg.steps)
         return z.detach(), "max_iterations"
@@ -539,6 +614,18 @@ class IFGMI(_LatentSearch):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PPDG(IFGMI):
+    """PPDG-MI (Peng et al., NeurIPS 2024) on IF-GMI: after each round the generator is tuned so
+    that the round's latents draw the round's reconstructions (the pseudo-private data), which
+    raises the generator's density near the private identities; the next round searches the tuned
+    generator from a fresh initial selection. ``rounds`` attacks in all, about ``rounds`` times
+    IF-GMI's time (see :meth:`_Search.tune_prior`)."""
+
+    name: ClassVar[str] = "ppdg"
+    rounds: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
 class PLGMI(_LatentSearch):
     """PLG-MI's attack (Yuan et al. 2023): max-margin latent search in a class-conditional
     generator trained with the target's pseudo-labels; needs a conditional prior."""
@@ -551,5 +638,6 @@ GENERATIVE_ATTACKS: dict[str, Callable[..., _LatentSearch]] = {
     GMI.name: GMI,
     PPA.name: PPA,
     IFGMI.name: IFGMI,
+    PPDG.name: PPDG,
     PLGMI.name: PLGMI,
 }

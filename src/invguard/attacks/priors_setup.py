@@ -25,7 +25,7 @@ from invguard.targets.base import DifferentiableTarget, Target
 if TYPE_CHECKING:
     from invguard.priors.train import GanConfig
 
-GENERATIVE_NAMES = ("ifgmi", "ppa", "gmi", "plg")
+GENERATIVE_NAMES = ("ifgmi", "ppdg", "ppa", "gmi", "plg")
 PRIOR_KINDS = ("auto", "public-faces", "trained")
 PLG_PER_CLASS = 30
 ProgressFn = Callable[[int, int], None]

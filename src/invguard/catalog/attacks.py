@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from invguard.attacks.blackbox import MIFaceZO
-from invguard.attacks.generative import GMI, IFGMI, PLGMI, PPA
+from invguard.attacks.generative import GMI, IFGMI, PLGMI, PPA, PPDG
 from invguard.attacks.label_only import BoundaryRepulsion
 from invguard.attacks.learned import LearnedInversion
 from invguard.attacks.miface import MIFace
@@ -73,6 +73,16 @@ ATTACK_REGISTRY: dict[str, AttackInfo] = {
         rule_id="IG-MI-008",
         title="Training identities reconstructed in a public image generator's latent space and "
         "intermediate features (IF-GMI, Qiu et al. 2024)",
+        iterations_field="steps",
+        needs_prior=True,
+    ),
+    "ppdg": AttackInfo(
+        name="ppdg",
+        cls=PPDG,
+        access="white-box",
+        rule_id="IG-MI-009",
+        title="Training identities reconstructed by a public image generator tuned on the attack's "
+        "own reconstructions (PPDG-MI, Peng et al. 2024)",
         iterations_field="steps",
         needs_prior=True,
     ),

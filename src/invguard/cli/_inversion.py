@@ -17,7 +17,7 @@ from invguard.errors import InvalidParameterError
 # Function-level imports below are for laziness: parsers are built without torch.
 
 ModelOutput = Literal["logits", "probabilities", "log_probabilities"]
-ATTACK_CHOICES = ("auto", "miface", "ifgmi", "ppa", "gmi", "plg")
+ATTACK_CHOICES = ("auto", "miface", "ifgmi", "ppdg", "ppa", "gmi", "plg")
 FINAL_CHOICES = ("select", "mean", "aligned_mean")  # attacks.generative.FINAL_STEPS, without torch
 MIFACE_FIELDS = (
     "max_iterations",
@@ -50,7 +50,7 @@ def add_miface(p: argparse.ArgumentParser) -> None:
         "--aux",
         help=".npz of auxiliary (public) images: --start mean, or the generator's training data",
     )
-    g = p.add_argument_group("generative-prior attacks (ifgmi, ppa, gmi, plg)")
+    g = p.add_argument_group("generative-prior attacks (ifgmi, ppdg, ppa, gmi, plg)")
     g.add_argument(
         "--prior",
         default="auto",
@@ -60,6 +60,11 @@ def add_miface(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, help="latent optimisation steps")
     g.add_argument("--candidates", type=int, help="latents optimised per class")
     g.add_argument("--pool-size", type=int, help="random latents scored for the initial selection")
+    g.add_argument(
+        "--rounds",
+        type=int,
+        help="attack rounds, the generator tuned on each round's reconstructions (ppdg: 2)",
+    )
     g.add_argument(
         "--final",
         choices=FINAL_CHOICES,
@@ -89,7 +94,7 @@ def attack_from_args(args: argparse.Namespace, name: str) -> Any:
 
     overrides = {
         field: getattr(args, field)
-        for field in ("steps", "candidates", "pool_size", "final")
+        for field in ("steps", "candidates", "pool_size", "final", "rounds")
         if getattr(args, field, None) is not None
     }
     return GENERATIVE_ATTACKS[name](**overrides)
