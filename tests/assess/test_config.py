@@ -34,7 +34,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
         ("seeds: [0]\n        budget: {iterations: 1000, seconds", "seeds: [x]\n        budget: {iterations: 1000, seconds",
          "systems[0].attacks[0].seeds[0]: input should be a valid integer"),
         ("- name: miface              # white-box MI-FACE (Fredrikson et al. 2015)", "- name: mifase",
-         "systems[0].attacks[0].name: unknown attack 'mifase' (expected one of: auto, attribute, brep, gmi, ifgmi, learned, miface, miface-zo, plg, ppa)"),
+         "systems[0].attacks[0].name: unknown attack 'mifase' (expected one of: auto, attribute, brep, gmi, ifgmi, learned, miface, miface-zo, plg, ppa, ppdg)"),
         ("params: {}", "params: {step_size: -1}",
          "systems[0].attacks[0]: The 'step_size' parameter must be a float > 0.0, got -1"),
         ("params: {}", "params: {tv_wieght: 0.1}",
